@@ -1,0 +1,53 @@
+//! `reagent:strategy/memory`: a small key-value store private to one
+//! strategy in one campaign, kept by the host across calls and hibernation.
+//!
+//! Grants: linked for generators when granted. The whole store (keys plus
+//! values) is capped at `max_memory_store_bytes`; a `set` past the quota
+//! fails with a message, it does not trap. Every answer is recorded.
+
+use super::CallState;
+use crate::sandbox::bindings::memory::Host;
+
+impl Host for CallState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        let size = key.len();
+        self.answer("memory.get", &key, size, |s| {
+            s.memory.entries.get(&key).cloned()
+        })
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        let size = key.len() + value.len();
+        let request = (&key, hex::encode(&value));
+        self.answer("memory.set", request, size, |s| {
+            let old = s
+                .memory
+                .entries
+                .get(&key)
+                .map_or(0, |v| (key.len() + v.len()) as u64);
+            let new_size = s.memory.size() - old + size as u64;
+            let quota = s.limits.max_memory_store_bytes;
+            if new_size > quota {
+                Err(format!(
+                    "memory quota exceeded: the store would hold {new_size} bytes; the quota is {quota}"
+                ))
+            } else {
+                s.memory.entries.insert(key.clone(), value.clone());
+                Ok(())
+            }
+        })
+    }
+
+    fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        let size = key.len();
+        self.answer("memory.delete", &key, size, |s| {
+            s.memory.entries.remove(&key);
+        })
+    }
+
+    fn keys(&mut self) -> wasmtime::Result<Vec<String>> {
+        self.answer("memory.keys", (), 0, |s| {
+            s.memory.entries.keys().cloned().collect()
+        })
+    }
+}

@@ -1,0 +1,173 @@
+//! Every limit a strategy call runs under, in one place.
+//!
+//! Defaults are generous for a well-behaved strategy (the built-ins use a
+//! small fraction of each) and small enough that a hostile one cannot hurt
+//! the host. Operators override them per strategy in the campaign file.
+
+use serde::{Deserialize, Serialize};
+use wasmtime::ResourceLimiter;
+
+use crate::strategy::record::CallError;
+
+/// Limits for one strategy call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Deterministic CPU budget (wasmtime fuel ≈ wasm instructions).
+    pub fuel: u64,
+    /// Wall-clock backstop, checked by epoch interruption.
+    pub deadline_ms: u64,
+    /// Linear memory, summed over the component's memories.
+    pub memory_bytes: u64,
+    /// Core instances, memories and tables per component instance.
+    pub max_instances: u32,
+    pub max_table_elements: u64,
+    /// Import calls per strategy call (log lines included).
+    pub max_host_calls: u64,
+    /// Size of any single import argument.
+    pub max_host_call_payload_bytes: u64,
+    /// Items per page the `history` and `insights` imports return.
+    pub max_page_items: u32,
+    /// The returned value, as JSON.
+    pub max_output_bytes: u64,
+    pub max_log_lines: u32,
+    pub max_log_bytes: u64,
+    /// stdout and stderr, each.
+    pub max_stdio_bytes: u64,
+    /// The `memory` import's store, keys plus values.
+    pub max_memory_store_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: 4_000_000_000,
+            deadline_ms: 10_000,
+            memory_bytes: 128 << 20,
+            max_instances: 32,
+            max_table_elements: 100_000,
+            max_host_calls: 100_000,
+            max_host_call_payload_bytes: 1 << 20,
+            max_page_items: 1_000,
+            max_output_bytes: 4 << 20,
+            max_log_lines: 1_000,
+            max_log_bytes: 256 << 10,
+            max_stdio_bytes: 64 << 10,
+            max_memory_store_bytes: 1 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks the values make sense; the message names the field.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("fuel", self.fuel),
+            ("deadline_ms", self.deadline_ms),
+            ("memory_bytes", self.memory_bytes),
+            ("max_instances", u64::from(self.max_instances)),
+            ("max_host_calls", self.max_host_calls),
+            ("max_page_items", u64::from(self.max_page_items)),
+            ("max_output_bytes", self.max_output_bytes),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(format!("limits.{name} must be greater than 0"));
+            }
+        }
+        if self.memory_bytes > super::MAX_MEMORY_BYTES {
+            return Err(format!(
+                "limits.memory_bytes = {} exceeds the host's ceiling of {} bytes",
+                self.memory_bytes,
+                super::MAX_MEMORY_BYTES
+            ));
+        }
+        if self.max_instances > super::MAX_INSTANCES {
+            return Err(format!(
+                "limits.max_instances = {} exceeds the host's ceiling of {}",
+                self.max_instances,
+                super::MAX_INSTANCES
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The per-store resource limiter: enforces the memory, table and instance
+/// caps, remembers which one was hit, and tracks peak memory.
+#[derive(Debug)]
+pub struct CallLimiter {
+    memory_cap: usize,
+    table_cap: usize,
+    instances: usize,
+    /// Linear memory in use, summed over memories: every creation or growth
+    /// goes through `memory_growing` as (current → desired).
+    total_memory: usize,
+    pub(crate) peak_memory: usize,
+    pub(crate) hit: Option<CallError>,
+}
+
+impl CallLimiter {
+    pub fn new(limits: &Limits) -> Self {
+        CallLimiter {
+            memory_cap: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+            table_cap: usize::try_from(limits.max_table_elements).unwrap_or(usize::MAX),
+            instances: limits.max_instances as usize,
+            total_memory: 0,
+            peak_memory: 0,
+            hit: None,
+        }
+    }
+}
+
+impl ResourceLimiter for CallLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total_after = self.total_memory.saturating_sub(current) + desired;
+        if total_after > self.memory_cap {
+            self.hit.get_or_insert(CallError::MemoryLimit {
+                limit: self.memory_cap as u64,
+                requested: total_after as u64,
+            });
+            // Trap rather than let the guest see a failed grow: a strategy
+            // that cannot allocate would abort anyway, and a typed error is
+            // clearer than an `unreachable` trap.
+            return Err(wasmtime::Error::msg("strategy memory limit reached"));
+        }
+        self.total_memory = total_after;
+        self.peak_memory = self.peak_memory.max(self.total_memory);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_cap {
+            self.hit.get_or_insert(CallError::TableLimit {
+                limit: self.table_cap as u64,
+                requested: desired as u64,
+            });
+            return Err(wasmtime::Error::msg("strategy table limit reached"));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.instances
+    }
+
+    fn memories(&self) -> usize {
+        self.instances
+    }
+}
