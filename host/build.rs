@@ -29,6 +29,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("tests/guests", "imports-sockets", "generator"),
     ("tests/guests", "imports-unknown", "generator"),
     ("tests/guests", "wall-clock", "generator"),
+    ("tests/guests", "other-world", "none"),
 ];
 
 fn main() {

@@ -5,7 +5,7 @@ use reagent_sdk::{Context, Generator, Hypothesis};
 struct Clock;
 
 impl Generator for Clock {
-    fn propose(_ctx: &Context, _max: u32) -> Vec<Hypothesis> {
+    fn propose(ctx: &Context, _max: u32) -> Vec<Hypothesis> {
         let wall = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -21,7 +21,11 @@ impl Generator for Clock {
             map.insert(i, i);
         }
         let order: Vec<i32> = map.keys().copied().collect();
-        vec![Hypothesis::new(format!("wall={wall} elapsed={elapsed} order={order:?}"))]
+        let knob = &ctx.knobs[0];
+        vec![
+            Hypothesis::new(format!("wall={wall} elapsed={elapsed} order={order:?}"))
+                .set(knob.name.clone(), knob.from_unit(0.9)),
+        ]
     }
 }
 
