@@ -31,7 +31,7 @@ fn inspect_accepts_the_builtins_and_exits_zero() {
         out.contains("world     reagent:strategy/debugger@0.1.0"),
         "{out}"
     );
-    assert!(out.contains("reagent:strategy/history@0.1.0"), "{out}");
+    assert!(out.contains("reagent:strategy/log@0.1.0"), "{out}");
     assert!(out.contains("verdict   accepted"), "{out}");
 
     let o = reagent(&["strategy", "inspect", "builtin:three-phase", "--json"]);
