@@ -78,12 +78,12 @@ pub fn context(seed: u64, stdout: CappedPipe, stderr: CappedPipe) -> WasiCtx {
     builder.build()
 }
 
-/// 4 KiB of bytes derived from `seed` (SplitMix64); the generator cycles
+/// 1 KiB of bytes derived from `seed` (SplitMix64); the generator cycles
 /// through them, which is plenty for hash-map seeds and the like.
 fn seed_bytes(seed: u64, salt: u64) -> Vec<u8> {
     let mut state = seed ^ salt.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    let mut out = Vec::with_capacity(4096);
-    while out.len() < 4096 {
+    let mut out = Vec::with_capacity(1024);
+    while out.len() < 1024 {
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -188,7 +188,12 @@ impl Sandbox {
                 .max_core_instances_per_component(MAX_INSTANCES)
                 .max_memories_per_component(MAX_INSTANCES)
                 .max_tables_per_component(MAX_INSTANCES)
-                .table_elements(100_000);
+                .table_elements(100_000)
+                // Reuse a slot's first pages by zeroing them rather than
+                // unmapping: most strategies touch a few MiB per call, and
+                // page faults on a fresh mapping cost more than memset.
+                .linear_memory_keep_resident(4 << 20)
+                .table_keep_resident(64 << 10);
             wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
         let engine =
