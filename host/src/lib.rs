@@ -3,7 +3,11 @@
 //!
 //! See ARCHITECTURE.md for the code map and the invariants.
 
+pub mod campaign;
 pub mod capabilities;
 pub mod cli;
+pub mod jobs;
 pub mod sandbox;
+pub mod store;
 pub mod strategy;
+pub mod workspace;

@@ -1,40 +1,147 @@
 //! The `reagent` command line. The only module that prints to the terminal.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::workspace::Workspace;
+
+pub mod campaign;
 pub mod scaffold;
 pub mod strategy;
 
 /// Reagent: proposes hypotheses, runs training jobs, debugs failures and
 /// hands back an improvement proposal with measured evidence.
+///
+/// Exit codes: 0 success; 1 the campaign halted or an operation failed (a
+/// refused component, a strategy call that hit a limit); 2 bad usage or bad
+/// input (a campaign file, an unknown ID).
 #[derive(Debug, Parser)]
-#[command(name = "reagent", version, about, long_about = None)]
+#[command(name = "reagent", version, about, long_about)]
 pub struct Cli {
+    /// The workspace: a folder holding `.reagent/` (default: $REAGENT_WORKSPACE,
+    /// else the nearest `.reagent/` from here upwards).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create a workspace (`DIR/.reagent/`, default the current directory).
+    Init { dir: Option<PathBuf> },
+    /// Validate a campaign file, register it and print its plan: preflight
+    /// checks, phases, validation slate and cost estimate.
+    Plan {
+        campaign: PathBuf,
+        /// Approve the plan now, as the current OS user.
+        #[arg(long)]
+        yes: bool,
+        /// Print the plan as JSON (includes `id` and `state`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drive a campaign (ID, or a campaign file to plan first) until it
+    /// ends; with --detach, launch what can be launched and exit.
+    Run {
+        target: String,
+        /// Exit once only waiting is left; the jobs' supervisors wake the host.
+        #[arg(long)]
+        detach: bool,
+        /// When TARGET is a file: approve its plan on the spot.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Reconcile jobs, advance campaigns and launch what is next (run by job
+    /// supervisors when a job ends; schedule it from cron as a fallback).
+    Wake {
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Campaigns with their state, stage, trial counts, best so far and spend.
+    Status {
+        id: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The trials of a campaign.
+    Trials {
+        id: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The improvement proposal: config diff, effect ± 95% CI, phases,
+    /// failures with diagnoses, compute spent vs budget.
+    Report {
+        id: u64,
+        #[arg(long, value_enum, default_value = "md")]
+        format: campaign::ReportFormat,
+        /// Write to FILE instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Stop launching new trials (running ones finish).
+    Pause { id: u64 },
+    /// Launch again after a pause.
+    Resume { id: u64 },
+    /// Stop a campaign and its running jobs.
+    Cancel { id: u64 },
     /// Inspect, try and scaffold strategies (sandboxed WebAssembly components).
     #[command(subcommand)]
     Strategy(strategy::StrategyCommand),
+    /// Internal: supervise one job (started by the local backend).
+    #[command(name = "__supervise", hide = true)]
+    Supervise { job_dir: PathBuf },
 }
 
-/// Exit codes: 0 success; 1 the operation failed (a refused component, a
-/// strategy call that hit a limit); 2 bad usage or bad input.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let ws = || Workspace::find(cli.workspace.as_deref());
     let result = match cli.command {
+        Command::Init { ref dir } => campaign::init(dir.clone().or_else(|| cli.workspace.clone())),
+        Command::Plan {
+            ref campaign,
+            yes,
+            json,
+        } => ws().and_then(|w| {
+            let (_, state) = campaign::plan(&w, campaign, yes, json)?;
+            Ok(
+                if state == crate::campaign::state::CampaignState::AwaitingApproval {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::SUCCESS
+                },
+            )
+        }),
+        Command::Run {
+            ref target,
+            detach,
+            yes,
+        } => ws().and_then(|w| campaign::run(&w, target, detach, yes)),
+        Command::Wake { quiet } => ws().and_then(|w| campaign::wake(&w, quiet)),
+        Command::Status { id, json } => ws().and_then(|w| campaign::status(&w, id, json)),
+        Command::Trials { id, json } => ws().and_then(|w| campaign::trials(&w, id, json)),
+        Command::Report {
+            id,
+            format,
+            ref output,
+        } => ws().and_then(|w| campaign::report_cmd(&w, id, format, output.clone())),
+        Command::Pause { id } => ws().and_then(|w| campaign::set_paused(&w, id, true)),
+        Command::Resume { id } => ws().and_then(|w| campaign::set_paused(&w, id, false)),
+        Command::Cancel { id } => ws().and_then(|w| campaign::cancel(&w, id)),
         Command::Strategy(cmd) => strategy::run(cmd),
+        Command::Supervise { ref job_dir } => {
+            crate::jobs::local::supervise(job_dir).map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(campaign::EXIT_USAGE)
         }
     }
 }

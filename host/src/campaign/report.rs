@@ -1,0 +1,445 @@
+//! The improvement proposal. Every number here is computed by the host
+//! from recorded trials (never taken from a strategy).
+
+use serde::Serialize;
+
+use super::engine::View;
+use super::state::{HypothesisStatus, Stage, TrialStatus};
+use super::stats::{self, Effect, Summary};
+use crate::strategy::{Direction, render_value};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub id: u64,
+    pub campaign: String,
+    pub state: String,
+    pub stage: String,
+    pub objective: ObjectiveOut,
+    pub baseline: Option<Summary>,
+    pub best: Option<BestOut>,
+    pub effect: Option<Effect>,
+    /// True when the effect comes from fresh-seed confirmation runs.
+    pub confirmed: bool,
+    pub holdout: Option<HoldoutOut>,
+    pub verdict: String,
+    pub trials: Counts,
+    pub spent: Hours,
+    pub budget: BudgetOut,
+    pub phases: Vec<PhaseOut>,
+    pub failures: Vec<FailureOut>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectiveOut {
+    pub metric: String,
+    pub direction: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BestOut {
+    pub hypothesis: u64,
+    pub title: String,
+    /// knob → value, only the knobs that differ from baseline.
+    pub assignments: serde_json::Map<String, serde_json::Value>,
+    /// `knob: baseline → value` lines.
+    pub diff: Vec<String>,
+    pub mean: f64,
+    pub sd: f64,
+    pub n: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HoldoutOut {
+    pub metric: String,
+    pub baseline_mean: Option<f64>,
+    pub best_mean: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Counts {
+    pub total: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub excluded: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Hours {
+    pub cpu_hours: f64,
+    pub gpu_hours: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BudgetOut {
+    pub cpu_hours: f64,
+    pub gpu_hours: f64,
+    pub max_trials: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseOut {
+    pub phase: String,
+    pub hypotheses: usize,
+    pub trials: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub promising: usize,
+    pub best_effect: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureOut {
+    pub trial: u64,
+    pub hypothesis: u64,
+    pub title: String,
+    pub class: String,
+    pub rationale: String,
+    pub action: String,
+}
+
+fn json_value(v: &crate::strategy::Value) -> serde_json::Value {
+    match v {
+        crate::strategy::Value::Float(x) => serde_json::json!(x),
+        crate::strategy::Value::Int(i) => serde_json::json!(i),
+        crate::strategy::Value::Choice(s) => serde_json::json!(s),
+        crate::strategy::Value::Flag(b) => serde_json::json!(b),
+    }
+}
+
+fn mean(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+pub fn build(view: &View) -> Report {
+    let spec = &view.row.spec;
+    let direction = spec.objective.direction;
+    let eval_var = view.eval_stderr().map_or(0.0, |s| s * s);
+    let winner = view.row.winner.or_else(|| view.best().map(|b| b.0));
+
+    let confirm_values = |h: u64| view.values(h, true);
+    let (baseline_s, best_s, confirmed) = match winner {
+        Some(w) if !confirm_values(w).is_empty() && !confirm_values(0).is_empty() => (
+            stats::summarize(&confirm_values(0)),
+            stats::summarize(&confirm_values(w)),
+            true,
+        ),
+        Some(w) => (
+            view.baseline(),
+            stats::summarize(&view.values(w, false)),
+            false,
+        ),
+        None => (view.baseline(), None, false),
+    };
+    let effect = match (&baseline_s, &best_s) {
+        (Some(b), Some(t)) => Some(stats::effect(direction, b, t, eval_var)),
+        _ => None,
+    };
+
+    let best = match (winner, &best_s) {
+        (Some(w), Some(s)) => view.hypotheses.iter().find(|h| h.id == w).map(|h| {
+            let mut assignments = serde_json::Map::new();
+            let mut diff = Vec::new();
+            for a in &h.hypothesis.assignments {
+                assignments.insert(a.knob.clone(), json_value(&a.value));
+                let base = spec
+                    .knob(&a.knob)
+                    .map(|k| render_value(&k.baseline))
+                    .unwrap_or_default();
+                diff.push(format!("{}: {} → {}", a.knob, base, render_value(&a.value)));
+            }
+            BestOut {
+                hypothesis: w,
+                title: h.hypothesis.title.clone(),
+                assignments,
+                diff,
+                mean: s.mean,
+                sd: s.sd,
+                n: s.n,
+            }
+        }),
+        _ => None,
+    };
+
+    let holdout = spec.objective.holdout.as_ref().map(|metric| {
+        let pick = |h: u64| -> Option<f64> {
+            let pool: Vec<f64> = view
+                .trials
+                .iter()
+                .filter(|t| t.hypothesis == h && t.status == TrialStatus::Succeeded)
+                .filter(|t| !confirmed || t.stage == Stage::Confirm)
+                .filter_map(|t| t.holdout)
+                .collect();
+            mean(&pool)
+        };
+        HoldoutOut {
+            metric: metric.clone(),
+            baseline_mean: pick(0),
+            best_mean: winner.and_then(pick),
+        }
+    });
+
+    let metric = &spec.objective.metric;
+    let verdict = match (&best, &effect) {
+        (None, _) => format!(
+            "Nothing beat the baseline on {metric}: no change improved it beyond zero. Keep the current configuration."
+        ),
+        (Some(b), Some(e)) => {
+            let mut v = if e.ci95_low > 0.0 {
+                format!(
+                    "Adopt \"{}\": it improves {metric} by {:.6} (95% CI [{:.6}, {:.6}]){}.",
+                    b.title,
+                    e.estimate,
+                    e.ci95_low,
+                    e.ci95_high,
+                    if confirmed {
+                        ", confirmed with fresh seeds"
+                    } else {
+                        ", not confirmed with fresh seeds"
+                    }
+                )
+            } else {
+                format!(
+                    "Not a confirmed improvement: \"{}\" changes {metric} by {:.6}, but the 95% CI [{:.6}, {:.6}] includes zero.",
+                    b.title, e.estimate, e.ci95_low, e.ci95_high
+                )
+            };
+            if let Some(h) = &holdout
+                && let (Some(hb), Some(hw)) = (h.baseline_mean, h.best_mean)
+            {
+                let gain = stats::improvement(direction, hb, hw);
+                if gain <= 0.0 {
+                    v.push_str(&format!(
+                        " Warning: the gain does not hold on the holdout ({}: baseline {hb:.6}, best {hw:.6}).",
+                        h.metric
+                    ));
+                } else {
+                    v.push_str(&format!(
+                        " It holds on the holdout ({}: {hb:.6} → {hw:.6}).",
+                        h.metric
+                    ));
+                }
+            }
+            v
+        }
+        (Some(_), None) => "No baseline measurement: no effect can be computed.".into(),
+    };
+
+    let launched: Vec<_> = view
+        .trials
+        .iter()
+        .filter(|t| !matches!(t.status, TrialStatus::Queued | TrialStatus::Dropped))
+        .collect();
+    let trials = Counts {
+        total: launched.len(),
+        succeeded: launched
+            .iter()
+            .filter(|t| t.status == TrialStatus::Succeeded)
+            .count(),
+        failed: launched
+            .iter()
+            .filter(|t| t.status == TrialStatus::Failed)
+            .count(),
+        excluded: view
+            .hypotheses
+            .iter()
+            .filter(|h| h.status == HypothesisStatus::Excluded)
+            .count(),
+    };
+
+    let phases = [
+        Stage::Validate,
+        Stage::Combine,
+        Stage::Exploit,
+        Stage::Confirm,
+    ]
+    .iter()
+    .map(|&stage| {
+        let hs: Vec<_> = view
+            .hypotheses
+            .iter()
+            .filter(|h| h.stage == stage && h.id != 0)
+            .collect();
+        let ts: Vec<_> = view
+            .trials
+            .iter()
+            .filter(|t| {
+                t.stage == stage && !matches!(t.status, TrialStatus::Queued | TrialStatus::Dropped)
+            })
+            .collect();
+        let judged: Vec<_> = hs.iter().map(|h| view.judge(h)).collect();
+        PhaseOut {
+            phase: stage.name().into(),
+            hypotheses: hs.len(),
+            trials: ts.len(),
+            succeeded: ts
+                .iter()
+                .filter(|t| t.status == TrialStatus::Succeeded)
+                .count(),
+            failed: ts
+                .iter()
+                .filter(|t| t.status == TrialStatus::Failed)
+                .count(),
+            promising: judged.iter().filter(|j| j.2).count(),
+            best_effect: judged
+                .iter()
+                .filter_map(|j| j.1)
+                .fold(None, |acc: Option<f64>, e| {
+                    Some(acc.map_or(e, |a| a.max(e)))
+                }),
+        }
+    })
+    .collect();
+
+    let failures = view
+        .trials
+        .iter()
+        .filter(|t| t.status == TrialStatus::Failed)
+        .map(|t| FailureOut {
+            trial: t.id,
+            hypothesis: t.hypothesis,
+            title: view
+                .hypotheses
+                .iter()
+                .find(|h| h.id == t.hypothesis)
+                .map(|h| h.hypothesis.title.clone())
+                .unwrap_or_default(),
+            class: t
+                .diagnosis
+                .as_ref()
+                .map_or("unknown".into(), |d| format!("{:?}", d.class)),
+            rationale: t
+                .diagnosis
+                .as_ref()
+                .map_or(String::new(), |d| d.rationale.clone()),
+            action: t.action_taken.clone().unwrap_or_default(),
+        })
+        .collect();
+
+    Report {
+        id: view.row.id,
+        campaign: spec.name.clone(),
+        state: view.row.state.name().into(),
+        stage: view.row.stage.name().into(),
+        objective: ObjectiveOut {
+            metric: metric.clone(),
+            direction: match direction {
+                Direction::Minimize => "minimize".into(),
+                Direction::Maximize => "maximize".into(),
+            },
+        },
+        baseline: baseline_s,
+        best,
+        effect,
+        confirmed,
+        holdout,
+        verdict,
+        trials,
+        spent: Hours {
+            cpu_hours: view.row.ledger.spent_cpu,
+            gpu_hours: view.row.ledger.spent_gpu,
+        },
+        budget: BudgetOut {
+            cpu_hours: spec.budget.cpu_hours,
+            gpu_hours: spec.budget.gpu_hours,
+            max_trials: spec.budget.max_trials,
+        },
+        phases,
+        failures,
+        note: view.row.note.clone(),
+    }
+}
+
+/// One line for the event log and the terminal.
+pub fn headline(view: &View) -> String {
+    build(view).verdict
+}
+
+/// The proposal as Markdown.
+pub fn markdown(r: &Report) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "# Improvement proposal: {} (campaign {})\n\n",
+        r.campaign, r.id
+    ));
+    s.push_str(&format!("**{}**\n\n", r.verdict));
+    s.push_str(&format!("- State: {} (stage {})\n", r.state, r.stage));
+    s.push_str(&format!(
+        "- Objective: {} {}\n",
+        r.objective.direction, r.objective.metric
+    ));
+    if let Some(b) = &r.baseline {
+        s.push_str(&format!(
+            "- Baseline: {:.6} ± {:.6} (sd, n = {})\n",
+            b.mean, b.sd, b.n
+        ));
+    }
+    if let Some(b) = &r.best {
+        s.push_str(&format!(
+            "- Best: hypothesis {} \"{}\": {:.6} ± {:.6} (sd, n = {})\n",
+            b.hypothesis, b.title, b.mean, b.sd, b.n
+        ));
+    }
+    if let Some(e) = &r.effect {
+        s.push_str(&format!(
+            "- Effect (positive = better): {:.6}, 95% CI [{:.6}, {:.6}]{}\n",
+            e.estimate,
+            e.ci95_low,
+            e.ci95_high,
+            if r.confirmed {
+                " — fresh-seed confirmation"
+            } else {
+                " — from exploration runs"
+            }
+        ));
+    }
+    if let Some(h) = &r.holdout {
+        s.push_str(&format!(
+            "- Holdout {}: baseline {}, best {}\n",
+            h.metric,
+            h.baseline_mean.map_or("n/a".into(), |v| format!("{v:.6}")),
+            h.best_mean.map_or("n/a".into(), |v| format!("{v:.6}"))
+        ));
+    }
+    s.push_str(&format!(
+        "- Compute: {:.3} of {} CPU-hours, {:.3} of {} GPU-hours; {} trials ({} succeeded, {} failed) of at most {}\n",
+        r.spent.cpu_hours, r.budget.cpu_hours, r.spent.gpu_hours, r.budget.gpu_hours, r.trials.total, r.trials.succeeded, r.trials.failed, r.budget.max_trials
+    ));
+    if let Some(n) = &r.note {
+        s.push_str(&format!("- Note: {n}\n"));
+    }
+    if let Some(b) = &r.best {
+        s.push_str("\n## Config change vs baseline\n\n");
+        for d in &b.diff {
+            s.push_str(&format!("- `{d}`\n"));
+        }
+    }
+    s.push_str("\n## Phases\n\n| phase | hypotheses | trials | succeeded | failed | promising | best effect |\n|---|---|---|---|---|---|---|\n");
+    for p in &r.phases {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            p.phase,
+            p.hypotheses,
+            p.trials,
+            p.succeeded,
+            p.failed,
+            p.promising,
+            p.best_effect.map_or("–".into(), |e| format!("{e:.6}"))
+        ));
+    }
+    if !r.failures.is_empty() {
+        s.push_str("\n## Failures\n\n| trial | hypothesis | class | action | diagnosis |\n|---|---|---|---|---|\n");
+        for f in &r.failures {
+            s.push_str(&format!(
+                "| {} | {} {} | {} | {} | {} |\n",
+                f.trial,
+                f.hypothesis,
+                f.title.replace('|', "/"),
+                f.class,
+                f.action.replace('|', "/"),
+                f.rationale.replace('|', "/").replace('\n', " ")
+            ));
+        }
+    }
+    s
+}

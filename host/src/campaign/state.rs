@@ -1,0 +1,321 @@
+//! The rows the store keeps for campaigns, hypotheses and trials, and the
+//! events that change them. Rows are derived state; events are the source
+//! of truth and the audit log.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::config::Campaign;
+use crate::jobs::{JobHandle, JobOutcome};
+use crate::strategy::{Assignment, Diagnosis, FailureClass, Hypothesis};
+
+/// `draft → awaiting-approval → running ⇄ hibernating → finished | halted | cancelled`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CampaignState {
+    Draft,
+    AwaitingApproval,
+    Running,
+    Hibernating,
+    Finished,
+    Halted,
+    Cancelled,
+}
+
+impl CampaignState {
+    pub fn name(self) -> &'static str {
+        match self {
+            CampaignState::Draft => "draft",
+            CampaignState::AwaitingApproval => "awaiting-approval",
+            CampaignState::Running => "running",
+            CampaignState::Hibernating => "hibernating",
+            CampaignState::Finished => "finished",
+            CampaignState::Halted => "halted",
+            CampaignState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            CampaignState::Finished | CampaignState::Halted | CampaignState::Cancelled
+        )
+    }
+
+    /// Running or hibernating: the engine drives it.
+    pub fn is_active(self) -> bool {
+        matches!(self, CampaignState::Running | CampaignState::Hibernating)
+    }
+}
+
+/// Where the phase machine is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    Plan,
+    Validate,
+    Combine,
+    Exploit,
+    Confirm,
+    Done,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Plan => "plan",
+            Stage::Validate => "validate",
+            Stage::Combine => "combine",
+            Stage::Exploit => "exploit",
+            Stage::Confirm => "confirm",
+            Stage::Done => "done",
+        }
+    }
+}
+
+/// The budget ledger, in CPU- and GPU-hours.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ledger {
+    pub reserved_cpu: f64,
+    pub reserved_gpu: f64,
+    pub spent_cpu: f64,
+    pub spent_gpu: f64,
+    /// Trials launched (journaled), ever.
+    pub launched: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRecord {
+    pub by: String,
+    pub at_ms: u64,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignRow {
+    pub id: u64,
+    pub spec: Campaign,
+    /// The campaign file it was registered from.
+    pub file: String,
+    pub state: CampaignState,
+    pub stage: Stage,
+    pub created_ms: u64,
+    pub approved: Option<ApprovalRecord>,
+    pub started_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+    pub ledger: Ledger,
+    pub next_hypothesis: u64,
+    pub next_trial: u64,
+    /// Calls made to each strategy role, for `ctx.round`.
+    pub generator_calls: u32,
+    pub debugger_calls: u32,
+    /// Strategy failures (traps, limits, invalid answers).
+    pub strikes: u32,
+    /// Per stage: the generator answered with nothing new last time.
+    pub exhausted: BTreeMap<String, bool>,
+    pub paused: bool,
+    /// Why the campaign halted or finished early, in words.
+    pub note: Option<String>,
+    /// The hypothesis chosen for confirmation.
+    pub winner: Option<u64>,
+}
+
+/// Where a hypothesis came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    Baseline,
+    Generator,
+    Debugger,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HypothesisStatus {
+    Active,
+    /// Given up on (debugger said exclude, or retries ran out).
+    Excluded,
+    /// Waiting for a human (debugger said escalate).
+    Escalated,
+    /// Superseded by a retry-with hypothesis.
+    Replaced,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HypothesisRow {
+    pub id: u64,
+    pub stage: Stage,
+    pub hypothesis: Hypothesis,
+    pub origin: Origin,
+    pub status: HypothesisStatus,
+    /// The event seq of the strategy call that proposed it.
+    pub call_seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrialStatus {
+    /// Waiting for a slot and budget.
+    Queued,
+    /// Journaled; submission in progress (reconciled by key after a crash).
+    Launching,
+    Running,
+    Succeeded,
+    Failed,
+    /// Never launched: its hypothesis was excluded, or the campaign ended.
+    Dropped,
+    Cancelled,
+}
+
+impl TrialStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            TrialStatus::Queued => "queued",
+            TrialStatus::Launching => "launching",
+            TrialStatus::Running => "running",
+            TrialStatus::Succeeded => "succeeded",
+            TrialStatus::Failed => "failed",
+            TrialStatus::Dropped => "dropped",
+            TrialStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Holds a reservation (launched and not settled).
+    pub fn in_flight(self) -> bool {
+        matches!(self, TrialStatus::Launching | TrialStatus::Running)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialRow {
+    pub id: u64,
+    pub hypothesis: u64,
+    pub stage: Stage,
+    pub seed: u64,
+    /// The full change set vs baseline (the hypothesis' assignments).
+    pub assignments: Vec<Assignment>,
+    /// Idempotency key for the backend.
+    pub key: String,
+    pub status: TrialStatus,
+    /// 1 for a first attempt; retries count up.
+    pub attempt: u32,
+    /// The failed trial this one retries.
+    pub retry_of: Option<u64>,
+    pub handle: Option<JobHandle>,
+    pub reserved_cpu: f64,
+    pub reserved_gpu: f64,
+    pub spent_cpu: f64,
+    pub spent_gpu: f64,
+    pub objective: Option<f64>,
+    pub objective_stderr: Option<f64>,
+    /// Holdout metric: recorded and reported, never shown to strategies.
+    pub holdout: Option<f64>,
+    pub metrics: BTreeMap<String, f64>,
+    pub outcome: Option<JobOutcome>,
+    pub failure: Option<FailureClass>,
+    pub diagnosis: Option<Diagnosis>,
+    /// What the host did about the diagnosis, in words.
+    pub action_taken: Option<String>,
+    pub guard_violation: Option<String>,
+    pub launched_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+}
+
+/// One appended event. `hash = sha256(prev_hash ‖ seq ‖ canonical body)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub at_ms: u64,
+    pub campaign: Option<u64>,
+    pub body: EventBody,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// What happened. Each state change appends one or more of these in the
+/// same transaction that updates the rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum EventBody {
+    WorkspaceCreated {
+        schema: u32,
+    },
+    CampaignRegistered {
+        name: String,
+        file: String,
+        spec: Box<Campaign>,
+    },
+    PlanApproved {
+        by: String,
+        note: String,
+    },
+    StateChanged {
+        from: CampaignState,
+        to: CampaignState,
+        reason: String,
+    },
+    StageStarted {
+        stage: Stage,
+        reason: String,
+    },
+    StrategyCalled {
+        role: String,
+        component_sha256: String,
+        /// `ok`, or the error kind.
+        outcome: String,
+        fuel: u64,
+        /// The full record is stored under this event's seq.
+        record: bool,
+    },
+    HypothesisAdded {
+        id: u64,
+        stage: Stage,
+        origin: Origin,
+        title: String,
+        assignments: Vec<Assignment>,
+        parents: Vec<u64>,
+    },
+    HypothesisStatus {
+        id: u64,
+        status: HypothesisStatus,
+        reason: String,
+    },
+    TrialQueued {
+        id: u64,
+        hypothesis: u64,
+        seed: u64,
+        attempt: u32,
+    },
+    TrialLaunching {
+        id: u64,
+        key: String,
+        reserved_cpu: f64,
+        reserved_gpu: f64,
+    },
+    TrialSubmitted {
+        id: u64,
+        handle: JobHandle,
+    },
+    TrialFinished {
+        id: u64,
+        status: TrialStatus,
+        objective: Option<f64>,
+        spent_cpu: f64,
+        spent_gpu: f64,
+        summary: String,
+    },
+    TrialDiagnosed {
+        id: u64,
+        diagnosis: Diagnosis,
+        action: String,
+    },
+    TrialDropped {
+        id: u64,
+        reason: String,
+    },
+    CampaignFinished {
+        state: CampaignState,
+        summary: String,
+    },
+}

@@ -1,0 +1,734 @@
+//! `reagent init|plan|run|wake|status|trials|report|pause|resume|cancel`.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::ValueEnum;
+
+use crate::campaign::config::{self, Campaign};
+use crate::campaign::engine::{Progress, View, allotment};
+use crate::campaign::report;
+use crate::campaign::state::{
+    ApprovalRecord, CampaignRow, CampaignState, EventBody, Stage, TrialStatus,
+};
+use crate::sandbox::Sandbox;
+use crate::store::{Store, now_ms};
+use crate::strategy::data::StaticData;
+use crate::strategy::{CallInput, CallOutput, Grants, Phase, render_value};
+use crate::workspace::{self, RunMode, Workspace};
+
+/// Exit code: the campaign halted or was cancelled, or an operation failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: bad usage or bad input (campaign file, IDs).
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReportFormat {
+    Md,
+    Json,
+}
+
+fn user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| {
+            // SAFETY: getuid has no preconditions.
+            #[allow(unsafe_code)]
+            let uid = unsafe { libc::getuid() };
+            format!("uid:{uid}")
+        })
+}
+
+pub fn init(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let dir = dir.unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let existing = dir.join(Workspace::DIR).join("reagent.redb").exists();
+    let ws = Workspace::init(&dir)?;
+    if existing {
+        println!(
+            "workspace {} already exists; left as it is",
+            ws.dir.display()
+        );
+    } else {
+        println!("created workspace {}", ws.dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ts() -> String {
+    let ms = now_ms();
+    let secs = (ms / 1000) % 86400;
+    format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+/// Prints engine progress as timestamped lines.
+pub fn print_progress(p: Progress) {
+    match p {
+        Progress::Stage {
+            campaign,
+            stage,
+            reason,
+        } => {
+            println!("{} [c{campaign}] == {} == {reason}", ts(), stage.name())
+        }
+        Progress::Proposed {
+            campaign,
+            count,
+            stage,
+        } => {
+            println!(
+                "{} [c{campaign}] generator proposed {count} hypotheses for {}",
+                ts(),
+                stage.name()
+            )
+        }
+        Progress::Launched {
+            campaign,
+            trial,
+            title,
+        } => {
+            println!("{} [c{campaign}] launch  t{trial:<4} {title}", ts())
+        }
+        Progress::Finished {
+            campaign,
+            trial,
+            title,
+            objective,
+            status,
+        } => match objective {
+            Some(v) if status == TrialStatus::Succeeded => {
+                println!("{} [c{campaign}] done    t{trial:<4} {v:.6}  {title}", ts())
+            }
+            _ => println!("{} [c{campaign}] FAILED  t{trial:<4} {title}", ts()),
+        },
+        Progress::Diagnosed {
+            campaign,
+            trial,
+            class,
+            action,
+        } => {
+            println!(
+                "{} [c{campaign}] debug   t{trial:<4} {class:?} → {action}",
+                ts()
+            )
+        }
+        Progress::Note { campaign, text } => println!("{} [c{campaign}] {text}", ts()),
+        Progress::Done {
+            campaign,
+            state,
+            summary,
+        } => {
+            println!("{} [c{campaign}] {}: {summary}", ts(), state.name())
+        }
+    }
+}
+
+fn load_campaign_file(path: &Path) -> anyhow::Result<Campaign> {
+    config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Checks what can be checked before any spend.
+fn preflight(spec: &Campaign, sandbox: &Sandbox) -> anyhow::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for (role, source) in [
+        ("generator", &spec.strategies.generator),
+        ("debugger", &spec.strategies.debugger),
+    ] {
+        let info = sandbox
+            .inspect(source, &spec.strategies.grants)
+            .with_context(|| format!("{role} {source}"))?;
+        if !info.accepted {
+            bail!(
+                "{role} {source} is refused: {}",
+                info.refusals
+                    .iter()
+                    .map(|r| format!("{}: {}", r.import, r.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+        }
+        lines.push(format!(
+            "{role:<9} {source} ({}, sha256 {}…, fuel {} / {} ms / {} MiB per call)",
+            info.world.map_or("?", |w| w.name()),
+            &info.sha256[..12],
+            spec.strategies.limits.fuel,
+            spec.strategies.limits.deadline_ms,
+            spec.strategies.limits.memory_bytes >> 20
+        ));
+    }
+    let program = &spec.job.command[0];
+    let found = if program.contains('/') {
+        let p = spec.job.workdir.join(program);
+        p.exists() || Path::new(program).exists()
+    } else {
+        std::env::var_os("PATH")
+            .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).exists()))
+            .unwrap_or(false)
+    };
+    if !found {
+        bail!(
+            "the job command `{program}` was not found (looked in {} and $PATH); fix [job] command",
+            spec.job.workdir.display()
+        );
+    }
+    if !spec.job.workdir.is_dir() {
+        bail!(
+            "the job workdir {} is not a directory",
+            spec.job.workdir.display()
+        );
+    }
+    lines.push(format!(
+        "backend   {} — {} cpu, {} gpu{} per trial, time limit {:?}",
+        spec.job.backend,
+        spec.job.resources.cpus,
+        spec.job.resources.gpus,
+        spec.job
+            .resources
+            .memory_mb
+            .map_or(String::new(), |m| format!(", {m} MiB")),
+        spec.job.time_limit
+    ));
+    lines.push(format!("command   {}", spec.job.command.join(" ")));
+    Ok(lines)
+}
+
+fn print_plan(row: &CampaignRow, preflight: &[String], slate: &[String]) {
+    let spec = &row.spec;
+    let a = allotment(spec);
+    let r = spec.cpu_reservation();
+    println!(
+        "campaign {} \"{}\" — {}",
+        row.id,
+        spec.name,
+        row.state.name()
+    );
+    println!(
+        "objective {} {}{}",
+        match spec.objective.direction {
+            crate::strategy::Direction::Minimize => "minimize",
+            crate::strategy::Direction::Maximize => "maximize",
+        },
+        spec.objective.metric,
+        spec.objective
+            .holdout
+            .as_ref()
+            .map_or(String::new(), |h| format!(
+                " (holdout {h}: reported, never used to choose)"
+            ))
+    );
+    println!("preflight:");
+    for l in preflight {
+        println!("  {l}");
+    }
+    println!("knobs:");
+    for k in &spec.knobs {
+        println!(
+            "  {:<16} {:<12} baseline {}",
+            k.name,
+            crate::strategy::validate::kind_name(&k.kind),
+            render_value(&k.baseline)
+        );
+    }
+    println!("plan (trials × {r:.3} CPU-hours reserved each):");
+    for (name, n) in [
+        ("baseline", a.baseline),
+        ("validate", a.validate),
+        ("combine", a.combine),
+        ("exploit", a.exploit),
+        ("confirm", a.confirm),
+    ] {
+        println!("  {name:<9} {n:>4} trials  ≤ {:.3} CPU-hours", n as f64 * r);
+    }
+    println!(
+        "budget    {} CPU-hours, {} GPU-hours, {} trials, {} in parallel{}",
+        spec.budget.cpu_hours,
+        spec.budget.gpu_hours,
+        spec.budget.max_trials,
+        spec.budget.max_parallel,
+        spec.budget
+            .deadline
+            .map_or(String::new(), |d| format!(", deadline {d:?}"))
+    );
+    if !slate.is_empty() {
+        println!(
+            "validation slate (first proposals of {}):",
+            spec.strategies.generator
+        );
+        for s in slate {
+            println!("  - {s}");
+        }
+    }
+}
+
+/// Registers the campaign in `file`, prints its plan, and approves it when
+/// `yes` (the operator approving on the spot) or the policy allows.
+pub fn plan(
+    ws: &Workspace,
+    file: &Path,
+    yes: bool,
+    json: bool,
+) -> anyhow::Result<(u64, CampaignState)> {
+    let spec = load_campaign_file(file)?;
+    let sandbox = workspace::new_sandbox()?;
+    let preflight_lines = preflight(&spec, &sandbox)?;
+    // Preview the validation slate: the same call the engine makes first.
+    let slate = preview_slate(&spec, &sandbox);
+    let store = ws.open_store(Duration::from_secs(30))?;
+    let auto = spec
+        .policy
+        .auto_approve_cpu_hours
+        .is_some_and(|limit| spec.budget.cpu_hours <= limit && spec.budget.gpu_hours == 0.0);
+    let by = user();
+    let id = store.write(|tx| {
+        let id = tx.next_campaign_id()?;
+        let mut row = CampaignRow {
+            id,
+            spec: spec.clone(),
+            file: file.display().to_string(),
+            state: CampaignState::AwaitingApproval,
+            stage: Stage::Plan,
+            created_ms: now_ms(),
+            approved: None,
+            started_ms: None,
+            finished_ms: None,
+            ledger: Default::default(),
+            next_hypothesis: 1,
+            next_trial: 1,
+            generator_calls: 0,
+            debugger_calls: 0,
+            strikes: 0,
+            exhausted: Default::default(),
+            paused: false,
+            note: None,
+            winner: None,
+        };
+        tx.append(
+            Some(id),
+            EventBody::CampaignRegistered {
+                name: spec.name.clone(),
+                file: file.display().to_string(),
+                spec: Box::new(spec.clone()),
+            },
+        )?;
+        tx.append(
+            Some(id),
+            EventBody::StateChanged {
+                from: CampaignState::Draft,
+                to: CampaignState::AwaitingApproval,
+                reason: "plan written".into(),
+            },
+        )?;
+        if yes || auto {
+            let note = if yes {
+                "approved on the command line (--yes)"
+            } else {
+                "auto-approved by policy"
+            };
+            let approver = if yes {
+                by.clone()
+            } else {
+                "policy".to_string()
+            };
+            row.approved = Some(ApprovalRecord {
+                by: approver.clone(),
+                at_ms: now_ms(),
+                note: note.into(),
+            });
+            tx.append(
+                Some(id),
+                EventBody::PlanApproved {
+                    by: approver,
+                    note: note.into(),
+                },
+            )?;
+            tx.append(
+                Some(id),
+                EventBody::StateChanged {
+                    from: CampaignState::AwaitingApproval,
+                    to: CampaignState::Running,
+                    reason: "plan approved".into(),
+                },
+            )?;
+            row.state = CampaignState::Running;
+        }
+        tx.put_campaign(&row)?;
+        Ok(id)
+    })?;
+    let row = store.campaign(id)?.context("campaign vanished")?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "id": id,
+                "state": row.state.name(),
+                "name": row.spec.name,
+                "allotment": {
+                    "baseline": allotment(&row.spec).baseline,
+                    "validate": allotment(&row.spec).validate,
+                    "combine": allotment(&row.spec).combine,
+                    "exploit": allotment(&row.spec).exploit,
+                    "confirm": allotment(&row.spec).confirm,
+                },
+                "cpu_hours_per_trial": row.spec.cpu_reservation(),
+                "slate": slate,
+            }))?
+        );
+    } else {
+        print_plan(&row, &preflight_lines, &slate);
+        match row.state {
+            CampaignState::Running => println!(
+                "approved by {}; start it with `reagent run {id}` (or `reagent run {id} --detach`)",
+                row.approved.as_ref().map_or("?", |a| a.by.as_str())
+            ),
+            _ => println!("awaiting approval: re-run with --yes to approve it as {by}"),
+        }
+    }
+    Ok((id, row.state))
+}
+
+fn preview_slate(spec: &Campaign, sandbox: &Sandbox) -> Vec<String> {
+    let Ok(generator) = sandbox.load(&spec.strategies.generator, &spec.strategies.grants) else {
+        return Vec::new();
+    };
+    let a = allotment(spec);
+    let ctx = crate::strategy::Context {
+        campaign: spec.name.clone(),
+        tags: spec.tags.clone(),
+        objective: crate::strategy::Objective {
+            metric: spec.objective.metric.clone(),
+            direction: spec.objective.direction,
+        },
+        knobs: spec.knobs.clone(),
+        phase: Phase::Validate,
+        baseline: None,
+        noise: None,
+        seed: 0,
+        round: 0,
+        trials_done: 0,
+        trials_left: a.validate,
+    };
+    let (record, _) = sandbox.call(
+        &generator,
+        CallInput::Propose {
+            context: ctx,
+            max: a.validate,
+        },
+        std::sync::Arc::new(StaticData::default()),
+        Default::default(),
+        &spec.strategies.limits,
+    );
+    match record.outcome {
+        Ok(CallOutput::Hypotheses(h)) => h.into_iter().map(|h| h.title).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Resolves `target` (a campaign id, or a campaign file to plan first).
+fn target_id(ws: &Workspace, target: &str, yes: bool) -> anyhow::Result<u64> {
+    if let Ok(id) = target.parse::<u64>() {
+        return Ok(id);
+    }
+    let path = Path::new(target);
+    if !path.exists() {
+        bail!("{target} is neither a campaign id nor a campaign file");
+    }
+    let (id, state) = plan(ws, path, yes, false)?;
+    if state == CampaignState::AwaitingApproval {
+        bail!(
+            "campaign {id} awaits approval; approve the plan with `reagent plan {target} --yes`, or run it with `reagent run {target} --yes`"
+        );
+    }
+    Ok(id)
+}
+
+pub fn run(ws: &Workspace, target: &str, detach: bool, yes: bool) -> anyhow::Result<ExitCode> {
+    let id = target_id(ws, target, yes)?;
+    {
+        let store = ws.open_store(Duration::from_secs(30))?;
+        let c = store
+            .campaign(id)?
+            .with_context(|| format!("no campaign {id} in {}", ws.dir.display()))?;
+        match c.state {
+            CampaignState::AwaitingApproval | CampaignState::Draft => {
+                bail!(
+                    "campaign {id} awaits approval of its plan; nothing launches before it is approved"
+                )
+            }
+            s if s.is_terminal() => {
+                println!("campaign {id} is already {}", s.name());
+                return Ok(ExitCode::SUCCESS);
+            }
+            _ => {}
+        }
+    }
+    let interactive = std::io::stdout().is_terminal();
+    if !detach && interactive {
+        println!(
+            "driving campaign {id} in the foreground; Ctrl-C detaches (jobs keep running; `reagent run {id}` resumes)"
+        );
+    }
+    let mode = if detach {
+        RunMode::Detach
+    } else {
+        RunMode::Foreground
+    };
+    let pass = workspace::run(ws, id, mode, &mut print_progress)?;
+    if detach {
+        println!(
+            "campaign {id} is {} with {} job(s) in flight; no reagent process stays behind — the jobs' supervisors wake it (`reagent status {id}` to check)",
+            pass.state.name(),
+            pass.in_flight
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = ws.open_store(Duration::from_secs(30))?;
+    let view = View::load(&store, id)?;
+    let r = report::build(&view);
+    println!();
+    println!("{}", r.verdict);
+    println!(
+        "full report: reagent report {id}   (trials: {} run, {} failed; {:.3} CPU-hours)",
+        r.trials.total, r.trials.failed, r.spent.cpu_hours
+    );
+    Ok(match view.row.state {
+        CampaignState::Finished => ExitCode::SUCCESS,
+        _ => ExitCode::from(EXIT_FAILED),
+    })
+}
+
+pub fn wake(ws: &Workspace, quiet: bool) -> anyhow::Result<ExitCode> {
+    if quiet {
+        workspace::wake(ws, &mut |_| {})?;
+    } else {
+        workspace::wake(ws, &mut print_progress)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status_json(store: &Store, c: &CampaignRow) -> anyhow::Result<serde_json::Value> {
+    let view = View::load(store, c.id)?;
+    let count = |s: TrialStatus| view.trials.iter().filter(|t| t.status == s).count();
+    let best = view.best();
+    Ok(serde_json::json!({
+        "id": c.id,
+        "name": c.spec.name,
+        "state": c.state.name(),
+        "stage": c.stage.name(),
+        "paused": c.paused,
+        "trials": {
+            "queued": count(TrialStatus::Queued),
+            "running": view.in_flight(),
+            "succeeded": count(TrialStatus::Succeeded),
+            "failed": count(TrialStatus::Failed),
+        },
+        "baseline": view.baseline(),
+        "best": best.map(|(h, s, e)| serde_json::json!({"hypothesis": h, "mean": s.mean, "n": s.n, "improvement": e})),
+        "spent": {"cpu_hours": c.ledger.spent_cpu, "gpu_hours": c.ledger.spent_gpu},
+        "reserved": {"cpu_hours": c.ledger.reserved_cpu, "gpu_hours": c.ledger.reserved_gpu},
+        "budget": {"cpu_hours": c.spec.budget.cpu_hours, "gpu_hours": c.spec.budget.gpu_hours, "max_trials": c.spec.budget.max_trials},
+        "note": c.note,
+    }))
+}
+
+pub fn status(ws: &Workspace, id: Option<u64>, json: bool) -> anyhow::Result<ExitCode> {
+    let store = ws.open_store(Duration::from_secs(30))?;
+    let rows: Vec<CampaignRow> = match id {
+        Some(id) => vec![
+            store
+                .campaign(id)?
+                .with_context(|| format!("no campaign {id} in {}", ws.dir.display()))?,
+        ],
+        None => store.campaigns()?,
+    };
+    let values: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|c| status_json(&store, c))
+        .collect::<anyhow::Result<_>>()?;
+    if json {
+        let out = if id.is_some() {
+            values[0].clone()
+        } else {
+            serde_json::Value::Array(values)
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if values.is_empty() {
+        println!("no campaigns yet; register one with `reagent plan CAMPAIGN.toml`");
+    }
+    for v in values {
+        println!(
+            "{:>3}  {:<20} {:<17} stage {:<9} trials {} done, {} running, {} failed, {} queued   CPU-h {:.3}/{}",
+            v["id"],
+            v["name"].as_str().unwrap_or(""),
+            v["state"].as_str().unwrap_or(""),
+            v["stage"].as_str().unwrap_or(""),
+            v["trials"]["succeeded"],
+            v["trials"]["running"],
+            v["trials"]["failed"],
+            v["trials"]["queued"],
+            v["spent"]["cpu_hours"].as_f64().unwrap_or(0.0),
+            v["budget"]["cpu_hours"]
+        );
+        if let (Some(b), Some(best)) = (v["baseline"]["mean"].as_f64(), v["best"].as_object()) {
+            println!(
+                "     baseline {b:.6}; best so far hypothesis {} at {:.6} ({:+.6})",
+                best["hypothesis"],
+                best["mean"].as_f64().unwrap_or(f64::NAN),
+                best["improvement"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+        if let Some(n) = v["note"].as_str() {
+            println!("     {n}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn trials(ws: &Workspace, id: u64, json: bool) -> anyhow::Result<ExitCode> {
+    let store = ws.open_store(Duration::from_secs(30))?;
+    let view = View::load(&store, id)?;
+    if json {
+        let list: Vec<serde_json::Value> = view
+            .trials
+            .iter()
+            .map(|t| {
+                let assignments: serde_json::Map<String, serde_json::Value> = crate::campaign::engine::full_config(&view.row.spec, &t.assignments)
+                    .into_iter()
+                    .map(|(k, v)| (k, serde_json::Value::String(render_value(&v))))
+                    .collect();
+                serde_json::json!({
+                    "id": t.id,
+                    "hypothesis": t.hypothesis,
+                    "status": t.status.name(),
+                    "phase": t.stage.name(),
+                    "seed": t.seed,
+                    "attempt": t.attempt,
+                    "assignments": assignments,
+                    "changes": t.assignments.iter().map(|a| (a.knob.clone(), serde_json::Value::String(render_value(&a.value)))).collect::<serde_json::Map<_, _>>(),
+                    "metrics": t.metrics,
+                    "failure": t.diagnosis.as_ref().map(|d| format!("{:?}", d.class)),
+                    "action": t.action_taken,
+                    "job_key": t.key,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>5} {:>4} {:<9} {:<10} {:>5} {:>12}  changes",
+        "trial", "hyp", "phase", "status", "seed", view.row.spec.objective.metric
+    );
+    for t in &view.trials {
+        let changes: Vec<String> = t
+            .assignments
+            .iter()
+            .map(|a| format!("{}={}", a.knob, render_value(&a.value)))
+            .collect();
+        println!(
+            "{:>5} {:>4} {:<9} {:<10} {:>5} {:>12}  {}{}",
+            t.id,
+            t.hypothesis,
+            t.stage.name(),
+            t.status.name(),
+            t.seed,
+            t.objective.map_or("-".into(), |v| format!("{v:.6}")),
+            if changes.is_empty() {
+                "(baseline)".into()
+            } else {
+                changes.join(" ")
+            },
+            t.action_taken
+                .as_ref()
+                .map_or(String::new(), |a| format!("   [{a}]"))
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn report_cmd(
+    ws: &Workspace,
+    id: u64,
+    format: ReportFormat,
+    out: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let store = ws.open_store(Duration::from_secs(30))?;
+    let view = View::load(&store, id)?;
+    let r = report::build(&view);
+    let text = match format {
+        ReportFormat::Md => report::markdown(&r),
+        ReportFormat::Json => serde_json::to_string_pretty(&r)? + "\n",
+    };
+    match out {
+        Some(path) => {
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn set_paused(ws: &Workspace, id: u64, paused: bool) -> anyhow::Result<ExitCode> {
+    let store = ws.open_store(Duration::from_secs(30))?;
+    let mut c = store
+        .campaign(id)?
+        .with_context(|| format!("no campaign {id}"))?;
+    if c.state.is_terminal() {
+        bail!(
+            "campaign {id} is {}; it cannot be {}",
+            c.state.name(),
+            if paused { "paused" } else { "resumed" }
+        );
+    }
+    c.paused = paused;
+    let state = c.state;
+    store.write(|tx| {
+        tx.append(
+            Some(id),
+            EventBody::StateChanged {
+                from: state,
+                to: state,
+                reason: if paused {
+                    "paused by the operator: nothing new launches".into()
+                } else {
+                    "resumed by the operator".into()
+                },
+            },
+        )?;
+        tx.put_campaign(&c)?;
+        Ok(())
+    })?;
+    drop(store);
+    if paused {
+        println!(
+            "campaign {id} paused: running jobs finish, nothing new launches (`reagent resume {id}`)"
+        );
+    } else {
+        println!("campaign {id} resumed");
+        workspace::wake(ws, &mut print_progress)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn cancel(ws: &Workspace, id: u64) -> anyhow::Result<ExitCode> {
+    let store = ws.open_store(Duration::from_secs(30))?;
+    let sandbox = workspace::new_sandbox()?;
+    let backend = ws.backend();
+    let mut engine =
+        crate::campaign::engine::Engine::new(&store, &sandbox, &backend, None, print_progress);
+    engine.cancel(id)?;
+    println!("campaign {id} cancelled; its jobs were stopped");
+    let _ = Grants::default();
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,1016 @@
+//! Reading the metrics a job reports: JSON lines written to the file named by
+//! `$REAGENT_METRICS`, or a regex over its output; and spotting a diverging
+//! run (NaN/inf, loss explosion) while it is still running.
+//!
+//! Job output is untrusted input: nothing here panics on it, every unreadable
+//! line becomes an error entry naming its line number, and the number of
+//! entries is capped.
+//!
+//! JSON lines: each line is one JSON object. Numeric fields are metrics;
+//! `step` (or, failing that, `epoch`) gives the step, else the line's index
+//! among metric lines; other fields are ignored. Python's `json.dumps` writes
+//! bare `NaN`, `Infinity` and `-Infinity`, so those are accepted too.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// At most this many error entries are kept per source.
+pub const MAX_METRICS_ERRORS: usize = 20;
+/// A JSON line longer than this is reported as an error and skipped.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+/// Nesting deeper than this inside a metrics line is reported as an error.
+const MAX_DEPTH: usize = 64;
+/// Loss explosion: a loss above both this and `EXPLOSION_FACTOR` times its
+/// first reported value (in magnitude).
+pub const EXPLOSION_FLOOR: f64 = 10.0;
+pub const EXPLOSION_FACTOR: f64 = 100.0;
+
+/// One reported value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub metric: String,
+    pub step: u32,
+    pub value: f64,
+}
+
+/// Everything a job reported.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Metrics {
+    /// Last reported value of each metric.
+    pub finals: BTreeMap<String, f64>,
+    /// Every reported (step, value), in report order.
+    pub curves: BTreeMap<String, Vec<(u32, f64)>>,
+    /// Unreadable lines (`line N: …`) and other problems, capped.
+    pub errors: Vec<String>,
+}
+
+impl Metrics {
+    pub fn push(&mut self, p: Point) {
+        self.finals.insert(p.metric.clone(), p.value);
+        self.curves
+            .entry(p.metric)
+            .or_default()
+            .push((p.step, p.value));
+    }
+}
+
+/// A capped list of error messages that remembers how many it dropped.
+#[derive(Debug, Clone, Default)]
+struct ErrorLog {
+    kept: Vec<String>,
+    dropped: usize,
+}
+
+impl ErrorLog {
+    fn push(&mut self, msg: String) {
+        if self.kept.len() < MAX_METRICS_ERRORS {
+            self.kept.push(msg);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    /// At most `MAX_METRICS_ERRORS` entries; when some were dropped the last
+    /// entry says how many.
+    fn entries(&self) -> Vec<String> {
+        let mut out = self.kept.clone();
+        if self.dropped > 0 {
+            out.truncate(MAX_METRICS_ERRORS - 1);
+            let more = self.dropped + self.kept.len() - out.len();
+            out.push(format!("… and {more} more errors"));
+        }
+        out
+    }
+}
+
+// ------------------------------------------------------------------ jsonl
+
+/// Incremental JSON-lines reader: feed it bytes as they are appended to the
+/// file; it returns the points of every complete line. A trailing line
+/// without its newline is held back until more bytes come or [`finish`].
+///
+/// [`finish`]: JsonlReader::finish
+#[derive(Debug, Clone, Default)]
+pub struct JsonlReader {
+    partial: Vec<u8>,
+    /// The current line is longer than `MAX_LINE_BYTES`: drop it.
+    overlong: bool,
+    /// Physical lines consumed so far (1-based numbering for messages).
+    lines: usize,
+    /// Lines that reported at least one metric (the default step).
+    metric_lines: u32,
+    errors: ErrorLog,
+}
+
+impl JsonlReader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads the complete lines in `bytes` (plus what was held back).
+    pub fn feed(&mut self, mut bytes: &[u8]) -> Vec<Point> {
+        let mut out = Vec::new();
+        while let Some(nl) = bytes.iter().position(|&b| b == b'\n') {
+            self.take_piece(&bytes[..nl]);
+            self.end_line(&mut out);
+            bytes = &bytes[nl + 1..];
+        }
+        self.take_piece(bytes);
+        out
+    }
+
+    /// The end of the file: reads a last line that has no newline.
+    pub fn finish(&mut self) -> Vec<Point> {
+        let mut out = Vec::new();
+        if !self.partial.is_empty() || self.overlong {
+            self.end_line(&mut out);
+        }
+        out
+    }
+
+    /// Errors so far (capped).
+    pub fn errors(&self) -> Vec<String> {
+        self.errors.entries()
+    }
+
+    fn take_piece(&mut self, piece: &[u8]) {
+        if self.overlong {
+            return;
+        }
+        if self.partial.len() + piece.len() > MAX_LINE_BYTES {
+            self.overlong = true;
+            self.partial = Vec::new();
+        } else {
+            self.partial.extend_from_slice(piece);
+        }
+    }
+
+    fn end_line(&mut self, out: &mut Vec<Point>) {
+        self.lines += 1;
+        let n = self.lines;
+        let line = std::mem::take(&mut self.partial);
+        if std::mem::replace(&mut self.overlong, false) {
+            self.errors.push(format!(
+                "line {n}: longer than {MAX_LINE_BYTES} bytes; skipped"
+            ));
+            return;
+        }
+        let Ok(text) = std::str::from_utf8(&line) else {
+            self.errors.push(format!("line {n}: not valid UTF-8"));
+            return;
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            return;
+        }
+        let fields = match parse_object(text) {
+            Ok(f) => f,
+            Err(e) => {
+                self.errors.push(format!("line {n}: {e}"));
+                return;
+            }
+        };
+        let mut step = None;
+        let mut epoch = None;
+        let mut values: Vec<(String, f64)> = Vec::new();
+        for (key, value) in fields {
+            let Value::Number(v) = value else { continue };
+            match key.as_str() {
+                "step" => step = Some(v),
+                "epoch" => epoch = Some(v),
+                _ => match values.iter_mut().find(|(k, _)| *k == key) {
+                    // A repeated key: the last one wins, as in Python.
+                    Some(slot) => slot.1 = v,
+                    None => values.push((key, v)),
+                },
+            }
+        }
+        if values.is_empty() {
+            return;
+        }
+        let index = self.metric_lines;
+        self.metric_lines = self.metric_lines.saturating_add(1);
+        let step = match step.map(|s| ("step", s)).or(epoch.map(|e| ("epoch", e))) {
+            None => index,
+            Some((name, s)) => match as_step(s) {
+                Some(s) => s,
+                None => {
+                    self.errors.push(format!(
+                        "line {n}: `{name}` is {}, not a step (a whole number from 0 to {}); using {index}",
+                        show(s),
+                        u32::MAX
+                    ));
+                    index
+                }
+            },
+        };
+        out.extend(values.into_iter().map(|(metric, value)| Point {
+            metric,
+            step,
+            value,
+        }));
+    }
+}
+
+fn as_step(v: f64) -> Option<u32> {
+    (v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= f64::from(u32::MAX)).then_some(v as u32)
+}
+
+/// Parses a whole JSON-lines text.
+pub fn parse_jsonl(bytes: &[u8]) -> Metrics {
+    let mut reader = JsonlReader::new();
+    let mut m = Metrics::default();
+    for p in reader.feed(bytes).into_iter().chain(reader.finish()) {
+        m.push(p);
+    }
+    m.errors = reader.errors();
+    m
+}
+
+/// Reads a JSON-lines file in chunks. A missing file is no metrics and no
+/// error (the job may report none); an unreadable one is an error entry.
+pub fn read_jsonl_file(path: &Path) -> Metrics {
+    let mut m = Metrics::default();
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return m,
+        Err(e) => {
+            m.errors.push(format!("{}: {e}", path.display()));
+            return m;
+        }
+    };
+    let mut reader = JsonlReader::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => reader.feed(&buf[..n]).into_iter().for_each(|p| m.push(p)),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                reader.errors.push(format!("{}: {e}", path.display()));
+                break;
+            }
+        }
+    }
+    reader.finish().into_iter().for_each(|p| m.push(p));
+    m.errors = reader.errors();
+    m
+}
+
+// ------------------------------------------------------------------ regex
+
+/// Applies `pattern` to each text in turn (stdout, then stderr): every match
+/// of every named group is a point, its step the group's match count so far;
+/// the last match wins as the final value.
+pub fn parse_regex(pattern: &str, texts: &[&str]) -> Metrics {
+    let mut m = Metrics::default();
+    let mut errors = ErrorLog::default();
+    let re = match regex::Regex::new(pattern) {
+        Ok(re) => re,
+        Err(e) => {
+            m.errors.push(format!("metrics regex {pattern:?}: {e}"));
+            return m;
+        }
+    };
+    let names: Vec<&str> = re.capture_names().flatten().collect();
+    if names.is_empty() {
+        m.errors.push(format!(
+            "metrics regex {pattern:?} has no named groups, e.g. (?P<loss>[0-9.eE+-]+)"
+        ));
+        return m;
+    }
+    let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
+    for text in texts {
+        for caps in re.captures_iter(text) {
+            for &name in &names {
+                let Some(g) = caps.name(name) else { continue };
+                match parse_number(g.as_str()) {
+                    Some(value) => {
+                        let step = counts.entry(name).or_insert(0);
+                        m.push(Point {
+                            metric: name.to_string(),
+                            step: *step,
+                            value,
+                        });
+                        *step = step.saturating_add(1);
+                    }
+                    None => errors.push(format!(
+                        "metrics regex group `{name}` matched {:?}, which is not a number",
+                        truncate(g.as_str(), 40)
+                    )),
+                }
+            }
+        }
+    }
+    m.errors = errors.entries();
+    m
+}
+
+/// A number as a regex captured it: decimal, `nan`, `inf`, `infinity`, any
+/// case, optional sign.
+fn parse_number(s: &str) -> Option<f64> {
+    s.trim().parse::<f64>().ok()
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+// ------------------------------------------------------------- early stop
+
+/// Spots a diverging run from its points as they arrive.
+#[derive(Debug, Clone, Default)]
+pub struct EarlyStop {
+    first: BTreeMap<String, f64>,
+}
+
+impl EarlyStop {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The reason to stop the job, if this point is one.
+    ///
+    /// A NaN or infinite value stops it; so does a metric whose name contains
+    /// `loss` rising above both `EXPLOSION_FLOOR` and `EXPLOSION_FACTOR` times
+    /// its first value. `*_stderr` metrics (evaluation noise, which may be
+    /// undefined for tiny sets) never stop a job.
+    pub fn check(&mut self, p: &Point) -> Option<String> {
+        if p.metric.ends_with("_stderr") {
+            return None;
+        }
+        if !p.value.is_finite() {
+            return Some(format!(
+                "metric `{}` is {} at step {}",
+                p.metric,
+                show(p.value),
+                p.step
+            ));
+        }
+        if p.metric.contains("loss") {
+            match self.first.get(&p.metric) {
+                None => {
+                    self.first.insert(p.metric.clone(), p.value);
+                }
+                Some(&first) => {
+                    if p.value > EXPLOSION_FLOOR && p.value > EXPLOSION_FACTOR * first.abs() {
+                        return Some(format!(
+                            "metric `{}` exploded: {} → {} at step {}",
+                            p.metric,
+                            show(first),
+                            show(p.value),
+                            p.step
+                        ));
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+fn show(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Tails a growing JSON-lines file for the early-stop check: each [`poll`]
+/// reads only the bytes appended since the last one.
+///
+/// [`poll`]: MetricsTail::poll
+#[derive(Debug, Clone)]
+pub struct MetricsTail {
+    path: PathBuf,
+    offset: u64,
+    reader: JsonlReader,
+    stop: EarlyStop,
+}
+
+impl MetricsTail {
+    pub fn new(path: PathBuf) -> Self {
+        MetricsTail {
+            path,
+            offset: 0,
+            reader: JsonlReader::new(),
+            stop: EarlyStop::new(),
+        }
+    }
+
+    /// Reads what was appended and returns the first reason to stop, if any.
+    /// A missing file is nothing new; a file that shrank (rewritten) is read
+    /// again from the start.
+    pub fn poll(&mut self) -> Option<String> {
+        let mut file = File::open(&self.path).ok()?;
+        let len = file.metadata().ok()?.len();
+        if len < self.offset {
+            self.offset = 0;
+            self.reader = JsonlReader::new();
+            self.stop = EarlyStop::new();
+        }
+        if len == self.offset {
+            return None;
+        }
+        file.seek(SeekFrom::Start(self.offset)).ok()?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut reason = None;
+        // Read at most what was there when we looked; later bytes wait for
+        // the next poll.
+        let mut left = len - self.offset;
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = match file.read(&mut buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            self.offset += n as u64;
+            left -= n as u64;
+            for p in self.reader.feed(&buf[..n]) {
+                if reason.is_none() {
+                    reason = self.stop.check(&p);
+                }
+            }
+            if reason.is_some() {
+                break;
+            }
+        }
+        reason
+    }
+}
+
+// ------------------------------------------------- a small JSON reader
+
+/// A top-level field value: only numbers matter.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Number(f64),
+    Other,
+}
+
+/// Parses one JSON object (allowing `NaN`, `Infinity`, `-Infinity`) into
+/// its top-level fields, in order.
+fn parse_object(text: &str) -> Result<Vec<(String, Value)>, String> {
+    let mut p = Parser {
+        s: text.as_bytes(),
+        i: 0,
+    };
+    p.ws();
+    if p.peek() != Some(b'{') {
+        return Err(format!(
+            "not a JSON object (starts with {})",
+            describe(text.chars().next())
+        ));
+    }
+    p.i += 1;
+    let mut fields = Vec::new();
+    p.ws();
+    if p.peek() == Some(b'}') {
+        p.i += 1;
+    } else {
+        loop {
+            p.ws();
+            if p.peek() != Some(b'"') {
+                return Err(p.unexpected("a field name"));
+            }
+            let key = p.string(true)?;
+            p.ws();
+            p.expect(b':', "`:`")?;
+            p.ws();
+            let value = p.value(1)?;
+            fields.push((key, value));
+            p.ws();
+            match p.peek() {
+                Some(b',') => p.i += 1,
+                Some(b'}') => {
+                    p.i += 1;
+                    break;
+                }
+                _ => return Err(p.unexpected("`,` or `}`")),
+            }
+        }
+    }
+    p.ws();
+    if p.i < p.s.len() {
+        return Err(p.unexpected("the end of the line"));
+    }
+    Ok(fields)
+}
+
+fn describe(c: Option<char>) -> String {
+    match c {
+        Some(c) => format!("{c:?}"),
+        None => "nothing".into(),
+    }
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+            self.i += 1;
+        }
+    }
+
+    fn unexpected(&self, wanted: &str) -> String {
+        let found = std::str::from_utf8(&self.s[self.i.min(self.s.len())..])
+            .ok()
+            .and_then(|rest| rest.chars().next());
+        match found {
+            Some(c) => format!("expected {wanted} at column {}, found {c:?}", self.i + 1),
+            None => format!(
+                "expected {wanted} at column {}, found the end of the line",
+                self.i + 1
+            ),
+        }
+    }
+
+    fn expect(&mut self, b: u8, what: &str) -> Result<(), String> {
+        if self.peek() == Some(b) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(self.unexpected(what))
+        }
+    }
+
+    fn literal(&mut self, word: &str) -> Result<(), String> {
+        if self.s[self.i..].starts_with(word.as_bytes()) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(self.unexpected(&format!("`{word}`")))
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value, String> {
+        if depth > MAX_DEPTH {
+            return Err(format!(
+                "nested deeper than {MAX_DEPTH} at column {}",
+                self.i + 1
+            ));
+        }
+        match self.peek() {
+            Some(b'"') => self.string(false).map(|_| Value::Other),
+            Some(b'{') => {
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(b'}') {
+                    self.i += 1;
+                    return Ok(Value::Other);
+                }
+                loop {
+                    self.ws();
+                    if self.peek() != Some(b'"') {
+                        return Err(self.unexpected("a field name"));
+                    }
+                    self.string(false)?;
+                    self.ws();
+                    self.expect(b':', "`:`")?;
+                    self.ws();
+                    self.value(depth + 1)?;
+                    self.ws();
+                    match self.peek() {
+                        Some(b',') => self.i += 1,
+                        Some(b'}') => {
+                            self.i += 1;
+                            return Ok(Value::Other);
+                        }
+                        _ => return Err(self.unexpected("`,` or `}`")),
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(b']') {
+                    self.i += 1;
+                    return Ok(Value::Other);
+                }
+                loop {
+                    self.ws();
+                    self.value(depth + 1)?;
+                    self.ws();
+                    match self.peek() {
+                        Some(b',') => self.i += 1,
+                        Some(b']') => {
+                            self.i += 1;
+                            return Ok(Value::Other);
+                        }
+                        _ => return Err(self.unexpected("`,` or `]`")),
+                    }
+                }
+            }
+            Some(b't') => self.literal("true").map(|_| Value::Other),
+            Some(b'f') => self.literal("false").map(|_| Value::Other),
+            Some(b'n') => self.literal("null").map(|_| Value::Other),
+            Some(b'N') => self.literal("NaN").map(|_| Value::Number(f64::NAN)),
+            Some(b'I') => self
+                .literal("Infinity")
+                .map(|_| Value::Number(f64::INFINITY)),
+            Some(b'-') if self.s.get(self.i + 1) == Some(&b'I') => {
+                self.i += 1;
+                self.literal("Infinity")
+                    .map(|_| Value::Number(f64::NEG_INFINITY))
+            }
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => Err(self.unexpected("a value")),
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    fn number(&mut self) -> Result<Value, String> {
+        let start = self.i;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(self.unexpected("a digit")),
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if self.digits() == 0 {
+                return Err(self.unexpected("a digit"));
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return Err(self.unexpected("a digit"));
+            }
+        }
+        // The slice is ASCII and a valid float literal; an out-of-range one
+        // becomes ±inf, as in Python.
+        let text = std::str::from_utf8(&self.s[start..self.i]).map_err(|e| e.to_string())?;
+        text.parse::<f64>()
+            .map(Value::Number)
+            .map_err(|e| format!("bad number {text:?}: {e}"))
+    }
+
+    /// Reads a string starting at its opening quote; decodes it if `keep`.
+    fn string(&mut self, keep: bool) -> Result<String, String> {
+        let open = self.i;
+        self.i += 1;
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            let Some(b) = self.peek() else {
+                return Err(format!("string opened at column {} never closes", open + 1));
+            };
+            match b {
+                b'"' => {
+                    self.i += 1;
+                    break;
+                }
+                b'\\' => {
+                    self.i += 1;
+                    let Some(e) = self.peek() else { continue };
+                    self.i += 1;
+                    let c = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => self.unicode_escape()?,
+                        _ => {
+                            self.i -= 1;
+                            return Err(self
+                                .unexpected("an escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u)"));
+                        }
+                    };
+                    if keep {
+                        let mut tmp = [0u8; 4];
+                        out.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+                    }
+                }
+                0x00..=0x1f => {
+                    return Err(format!(
+                        "control character in a string at column {}",
+                        self.i + 1
+                    ));
+                }
+                _ => {
+                    if keep {
+                        out.push(b);
+                    }
+                    self.i += 1;
+                }
+            }
+        }
+        // The input is valid UTF-8 and only whole characters were copied.
+        Ok(String::from_utf8(out).unwrap_or_default())
+    }
+
+    fn hex4(&mut self) -> Result<u32, String> {
+        let mut v = 0u32;
+        for _ in 0..4 {
+            let d = match self.peek() {
+                Some(c @ b'0'..=b'9') => c - b'0',
+                Some(c @ b'a'..=b'f') => c - b'a' + 10,
+                Some(c @ b'A'..=b'F') => c - b'A' + 10,
+                _ => return Err(self.unexpected("a hex digit")),
+            };
+            v = v * 16 + u32::from(d);
+            self.i += 1;
+        }
+        Ok(v)
+    }
+
+    /// After `\u`: one escape, or a surrogate pair; a lone surrogate (which
+    /// Python writes for unpaired surrogates) becomes U+FFFD.
+    fn unicode_escape(&mut self) -> Result<char, String> {
+        let hi = self.hex4()?;
+        if (0xD800..0xDC00).contains(&hi) && self.s[self.i..].starts_with(b"\\u") {
+            let save = self.i;
+            self.i += 2;
+            let lo = self.hex4()?;
+            if (0xDC00..0xE000).contains(&lo) {
+                let c = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+                return Ok(char::from_u32(c).unwrap_or('\u{FFFD}'));
+            }
+            self.i = save;
+        }
+        Ok(char::from_u32(hi).unwrap_or('\u{FFFD}'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn points(reader: &mut JsonlReader, s: &str) -> Vec<(String, u32, f64)> {
+        reader
+            .feed(s.as_bytes())
+            .into_iter()
+            .map(|p| (p.metric, p.step, p.value))
+            .collect()
+    }
+
+    #[test]
+    fn jsonl_numbers_steps_and_python_tokens() {
+        let text = "{\"step\": 0, \"loss\": 2.5, \"phase\": \"train\", \"ok\": true}\n\
+                    \n\
+                    {\"step\": 10, \"loss\": NaN, \"valid_ndcg\": 0.41, \"valid_ndcg_stderr\": 0.01}\n\
+                    {\"step\": 20, \"up\": Infinity, \"down\": -Infinity, \"nested\": {\"x\": [1, NaN]}}\n";
+        let m = parse_jsonl(text.as_bytes());
+        assert!(m.errors.is_empty(), "{:?}", m.errors);
+        assert_eq!(m.curves["loss"][0], (0, 2.5));
+        assert_eq!(m.curves["loss"][1].0, 10);
+        assert!(m.finals["loss"].is_nan());
+        assert_eq!(m.finals["valid_ndcg"], 0.41);
+        assert_eq!(m.finals["valid_ndcg_stderr"], 0.01);
+        assert_eq!(m.finals["up"], f64::INFINITY);
+        assert_eq!(m.finals["down"], f64::NEG_INFINITY);
+        assert_eq!(m.curves["up"], vec![(20, f64::INFINITY)]);
+        // step, non-numeric and nested fields are not metrics
+        let names: Vec<&str> = m.finals.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            ["down", "loss", "up", "valid_ndcg", "valid_ndcg_stderr"]
+        );
+    }
+
+    #[test]
+    fn jsonl_default_step_is_index_among_metric_lines() {
+        let text = "{\"event\": \"start\"}\n{\"loss\": 3}\n\n{\"loss\": 2}\n{\"epoch\": 7, \"loss\": 1}\n{\"loss\": 0.5}";
+        let m = parse_jsonl(text.as_bytes());
+        assert!(m.errors.is_empty(), "{:?}", m.errors);
+        // the last line has no newline and is still read
+        assert_eq!(
+            m.curves["loss"],
+            vec![(0, 3.0), (1, 2.0), (7, 1.0), (3, 0.5)]
+        );
+        assert_eq!(m.finals["loss"], 0.5);
+        assert!(!m.finals.contains_key("epoch"));
+    }
+
+    #[test]
+    fn jsonl_bad_step_falls_back_with_an_error() {
+        let m = parse_jsonl(b"{\"step\": -1, \"loss\": 1}\n{\"step\": 1.5, \"loss\": 2}\n");
+        assert_eq!(m.curves["loss"], vec![(0, 1.0), (1, 2.0)]);
+        assert_eq!(m.errors.len(), 2);
+        assert!(
+            m.errors[0].starts_with("line 1: `step` is -1"),
+            "{:?}",
+            m.errors
+        );
+        assert!(
+            m.errors[1].starts_with("line 2: `step` is 1.5"),
+            "{:?}",
+            m.errors
+        );
+    }
+
+    #[test]
+    fn jsonl_garbage_lines_are_numbered_and_capped() {
+        let mut text = String::from(
+            "{\"loss\": 1}\nnot json at all\n[1, 2]\n{\"loss\": }\n{\"a\": 1} trailing\n\"str\"\n{\"loss\": 0.5}\n",
+        );
+        text.push_str("{\"deep\": ");
+        text.push_str(&"[".repeat(200));
+        text.push('\n');
+        let m = parse_jsonl(text.as_bytes());
+        assert_eq!(m.curves["loss"], vec![(0, 1.0), (1, 0.5)]);
+        assert_eq!(m.errors.len(), 6, "{:?}", m.errors);
+        assert!(
+            m.errors[0].starts_with("line 2: not a JSON object"),
+            "{:?}",
+            m.errors
+        );
+        assert!(m.errors[1].starts_with("line 3: not a JSON object"));
+        assert!(
+            m.errors[2].starts_with("line 4: expected a value at column 10"),
+            "{:?}",
+            m.errors
+        );
+        assert!(
+            m.errors[3].starts_with("line 5: expected the end of the line"),
+            "{:?}",
+            m.errors
+        );
+        assert!(m.errors[4].starts_with("line 6: "));
+        assert!(
+            m.errors[5].starts_with("line 8: nested deeper"),
+            "{:?}",
+            m.errors
+        );
+
+        let many = "garbage\n".repeat(50);
+        let m = parse_jsonl(many.as_bytes());
+        assert_eq!(m.errors.len(), MAX_METRICS_ERRORS);
+        assert!(m.errors[18].starts_with("line 19: "));
+        assert_eq!(m.errors[19], "… and 31 more errors");
+    }
+
+    #[test]
+    fn jsonl_strings_and_escapes() {
+        let m = parse_jsonl(
+            "{\"na\\u00efve \\\"q\\\"\": 1, \"\\ud83d\\ude00\": 2, \"x\": \"a\\\\b\\/}\", \"é\": 3}\n"
+                .as_bytes(),
+        );
+        assert!(m.errors.is_empty(), "{:?}", m.errors);
+        assert_eq!(m.finals["naïve \"q\""], 1.0);
+        assert_eq!(m.finals["😀"], 2.0);
+        assert_eq!(m.finals["é"], 3.0);
+        let m = parse_jsonl(b"{\"a\": \"unterminated}\n{\"b\": \xff}\n");
+        assert_eq!(m.errors.len(), 2, "{:?}", m.errors);
+        assert!(m.errors[0].contains("never closes"));
+        assert_eq!(m.errors[1], "line 2: not valid UTF-8");
+    }
+
+    #[test]
+    fn jsonl_reader_holds_partial_lines() {
+        let mut r = JsonlReader::new();
+        assert!(points(&mut r, "{\"loss\": 1").is_empty());
+        assert!(points(&mut r, ".5, \"step\"").is_empty());
+        assert_eq!(points(&mut r, ": 4}\n{\"lo"), vec![("loss".into(), 4, 1.5)]);
+        assert_eq!(points(&mut r, "ss\": 1}\n"), vec![("loss".into(), 1, 1.0)]);
+        assert!(r.finish().is_empty());
+        assert!(r.errors().is_empty());
+    }
+
+    #[test]
+    fn jsonl_overlong_line_is_skipped() {
+        let mut r = JsonlReader::new();
+        let big = vec![b' '; MAX_LINE_BYTES + 10];
+        assert!(r.feed(&big).is_empty());
+        assert_eq!(r.feed(b"{\"x\": 1}\n{\"loss\": 2}\n").len(), 1);
+        assert_eq!(r.errors().len(), 1);
+        assert!(r.errors()[0].starts_with("line 1: longer than"));
+    }
+
+    #[test]
+    fn regex_every_match_is_a_point_and_the_last_wins() {
+        let pat = r"(?:loss=(?P<loss>\S+))|(?:acc=(?P<acc>\S+))";
+        let m = parse_regex(
+            pat,
+            &[
+                "loss=3.0\nacc=0.1\nloss=2.0\n",
+                "loss=nan acc=inf\nacc=bad\n",
+            ],
+        );
+        let loss = &m.curves["loss"];
+        assert_eq!(loss[..2], [(0, 3.0), (1, 2.0)]);
+        assert_eq!(loss.len(), 3);
+        assert_eq!(loss[2].0, 2);
+        assert!(m.finals["loss"].is_nan());
+        assert_eq!(m.curves["acc"], vec![(0, 0.1), (1, f64::INFINITY)]);
+        assert_eq!(m.finals["acc"], f64::INFINITY);
+        assert_eq!(m.errors.len(), 1, "{:?}", m.errors);
+        assert!(m.errors[0].contains("`acc` matched \"bad\""));
+
+        let m = parse_regex(
+            r"val_ndcg: (?P<valid_ndcg>[0-9.]+)",
+            &["val_ndcg: 0.5\nval_ndcg: 0.52\n"],
+        );
+        assert_eq!(m.finals["valid_ndcg"], 0.52);
+        assert!(parse_regex("([0-9]+)", &["1"]).errors[0].contains("no named groups"));
+        assert!(parse_regex("(?P<x>", &["1"]).errors[0].starts_with("metrics regex"));
+    }
+
+    fn feed_stop(points: &[(&str, u32, f64)]) -> Option<String> {
+        let mut s = EarlyStop::new();
+        points.iter().find_map(|&(m, step, value)| {
+            s.check(&Point {
+                metric: m.into(),
+                step,
+                value,
+            })
+        })
+    }
+
+    #[test]
+    fn early_stop_on_nan_and_inf() {
+        assert_eq!(
+            feed_stop(&[("loss", 0, 1.0), ("acc", 5, f64::NAN)]).as_deref(),
+            Some("metric `acc` is NaN at step 5")
+        );
+        assert_eq!(
+            feed_stop(&[("train_loss", 3, f64::NEG_INFINITY)]).as_deref(),
+            Some("metric `train_loss` is -inf at step 3")
+        );
+        assert_eq!(feed_stop(&[("valid_ndcg_stderr", 1, f64::NAN)]), None);
+    }
+
+    #[test]
+    fn early_stop_on_loss_explosion() {
+        assert_eq!(
+            feed_stop(&[("loss", 0, 0.7), ("loss", 1, 5.0), ("loss", 2, 80.0)]).as_deref(),
+            Some("metric `loss` exploded: 0.7 → 80 at step 2")
+        );
+        // above 100x but not above 10: not an explosion
+        assert_eq!(feed_stop(&[("loss", 0, 0.01), ("loss", 1, 9.0)]), None);
+        // above 10 but not above 100x
+        assert_eq!(feed_stop(&[("loss", 0, 2.0), ("loss", 1, 150.0)]), None);
+        // only loss metrics explode
+        assert_eq!(feed_stop(&[("tokens", 0, 1.0), ("tokens", 1, 1e9)]), None);
+    }
+
+    #[test]
+    fn early_stop_no_false_positive_for_decreasing_loss() {
+        let mut pts = Vec::new();
+        for step in 0..1000u32 {
+            let loss = 8.0 * (-(step as f64) / 200.0).exp() + 0.1 + 0.05 * ((step % 7) as f64);
+            pts.push(("loss", step, loss));
+            pts.push(("valid_loss", step, loss * 1.1));
+            pts.push(("valid_ndcg", step, 0.3 + step as f64 / 5000.0));
+        }
+        assert_eq!(feed_stop(&pts), None);
+    }
+
+    #[test]
+    fn tail_reads_only_appended_bytes() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let mut tail = MetricsTail::new(path.clone());
+        assert_eq!(tail.poll(), None);
+        let mut f = File::create(&path).unwrap();
+        writeln!(f, "{{\"step\": 0, \"loss\": 1.0}}").unwrap();
+        write!(f, "{{\"step\": 1, \"loss\": ").unwrap();
+        assert_eq!(tail.poll(), None);
+        writeln!(f, "NaN}}").unwrap();
+        assert_eq!(
+            tail.poll().as_deref(),
+            Some("metric `loss` is NaN at step 1")
+        );
+        assert_eq!(tail.poll(), None);
+    }
+}

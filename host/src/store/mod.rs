@@ -1,0 +1,480 @@
+//! The workspace database: the only module that touches redb.
+//!
+//! One file per workspace, opened by one process at a time (redb's lock).
+//! Every state change is one write transaction that appends its events to
+//! the hash-chained log and updates the derived tables together, committed
+//! with `Durability::Immediate`.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::campaign::state::{CampaignRow, Event, EventBody, HypothesisRow, TrialRow};
+use crate::strategy::data::MemoryStore;
+use crate::strategy::record::CallRecord;
+
+/// The schema this binary reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const CAMPAIGNS: TableDefinition<u64, &[u8]> = TableDefinition::new("campaigns");
+const HYPOTHESES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("hypotheses");
+const TRIALS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("trials");
+const CURVES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("curves");
+const MEMORY: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("strategy_memory");
+const CALLS: TableDefinition<u64, &[u8]> = TableDefinition::new("strategy_calls");
+
+/// Why the store could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the workspace database {path} is in use by another reagent process")]
+    Busy { path: String },
+    #[error(
+        "the workspace database {path} was written by a newer reagent (schema {found}); this binary reads schema {SCHEMA_VERSION}: upgrade reagent"
+    )]
+    Newer { path: String, found: u32 },
+    #[error(
+        "the workspace database {path} is damaged or not a reagent database: {message}\nNothing was changed. Restore it from a backup, or move it aside and run `reagent init`."
+    )]
+    Corrupt { path: String, message: String },
+    #[error("workspace database {path}: {message}")]
+    Io { path: String, message: String },
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn to_bytes<T: Serialize>(value: &T) -> anyhow::Result<Vec<u8>> {
+    Ok(serde_json::to_vec(value)?)
+}
+
+fn from_bytes<T: DeserializeOwned>(bytes: &[u8], what: &str) -> anyhow::Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| anyhow::anyhow!("unreadable {what} row: {e}"))
+}
+
+/// The hash of one event given its predecessor's hash.
+pub fn event_hash(
+    prev_hash: &str,
+    seq: u64,
+    at_ms: u64,
+    campaign: Option<u64>,
+    body: &EventBody,
+) -> String {
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update(seq.to_le_bytes());
+    h.update(at_ms.to_le_bytes());
+    h.update(serde_json::to_vec(&(campaign, body)).unwrap_or_default());
+    hex::encode(h.finalize())
+}
+
+/// An open workspace database.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// Crash-testing hook: when `REAGENT_CRASH_AFTER_COMMITS=N` is set, the
+/// process aborts right after its Nth commit (as if killed there).
+fn crash_point() -> Option<u64> {
+    std::env::var("REAGENT_CRASH_AFTER_COMMITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+}
+
+static COMMITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let display = path.display().to_string();
+        let db = match Database::create(path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::Busy { path: display });
+            }
+            Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
+                if e.kind() != std::io::ErrorKind::InvalidData =>
+            {
+                return Err(StoreError::Io {
+                    path: display,
+                    message: e.to_string(),
+                });
+            }
+            Err(e) => {
+                return Err(StoreError::Corrupt {
+                    path: display,
+                    message: e.to_string(),
+                });
+            }
+        };
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn corrupt(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let found = {
+            let read = self.db.begin_read().map_err(|e| self.corrupt(e))?;
+            match read.open_table(META) {
+                Ok(meta) => match meta.get("schema").map_err(|e| self.corrupt(e))? {
+                    Some(v) => {
+                        let bytes: [u8; 4] = v
+                            .value()
+                            .try_into()
+                            .map_err(|_| self.corrupt("bad schema entry"))?;
+                        Some(u32::from_le_bytes(bytes))
+                    }
+                    None => None,
+                },
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(self.corrupt(e)),
+            }
+        };
+        match found {
+            Some(v) if v > SCHEMA_VERSION => Err(StoreError::Newer {
+                path: self.path.display().to_string(),
+                found: v,
+            }),
+            Some(_) => Ok(()),
+            None => {
+                // A new database: write the schema and the first event.
+                self.write(|tx| {
+                    tx.put_meta("schema", &SCHEMA_VERSION.to_le_bytes())?;
+                    tx.append(
+                        None,
+                        EventBody::WorkspaceCreated {
+                            schema: SCHEMA_VERSION,
+                        },
+                    )?;
+                    Ok(())
+                })
+                .map_err(|e| self.corrupt(e))
+            }
+        }
+    }
+
+    /// Runs `f` in one write transaction and commits it durably.
+    pub fn write<R>(&self, f: impl FnOnce(&mut Tx) -> anyhow::Result<R>) -> anyhow::Result<R> {
+        let txn = self.db.begin_write()?;
+        let head = {
+            let meta = txn.open_table(META)?;
+            match meta.get("head")? {
+                Some(v) => serde_json::from_slice::<(u64, String)>(v.value())?,
+                None => (0, String::new()),
+            }
+        };
+        let mut tx = Tx { txn, head };
+        let result = f(&mut tx)?;
+        let Tx { txn, head } = tx;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert("head", serde_json::to_vec(&head)?.as_slice())?;
+        }
+        txn.commit()?;
+        let n = COMMITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if crash_point() == Some(n) {
+            std::process::abort();
+        }
+        Ok(result)
+    }
+
+    fn get<T: DeserializeOwned, K: redb::Key + 'static>(
+        &self,
+        table: TableDefinition<K, &[u8]>,
+        key: K::SelfType<'_>,
+        what: &str,
+    ) -> anyhow::Result<Option<T>>
+    where
+        for<'a> K::SelfType<'a>: std::borrow::Borrow<K::SelfType<'a>>,
+    {
+        let read = self.db.begin_read()?;
+        let t = match read.open_table(table) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match t.get(key)? {
+            Some(v) => Ok(Some(from_bytes(v.value(), what)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn campaign(&self, id: u64) -> anyhow::Result<Option<CampaignRow>> {
+        self.get(CAMPAIGNS, id, "campaign")
+    }
+
+    pub fn campaigns(&self) -> anyhow::Result<Vec<CampaignRow>> {
+        let read = self.db.begin_read()?;
+        let t = match read.open_table(CAMPAIGNS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for entry in t.iter()? {
+            let (_, v) = entry?;
+            out.push(from_bytes(v.value(), "campaign")?);
+        }
+        Ok(out)
+    }
+
+    fn scan<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<(u64, u64), &[u8]>,
+        campaign: u64,
+        what: &str,
+    ) -> anyhow::Result<Vec<T>> {
+        let read = self.db.begin_read()?;
+        let t = match read.open_table(table) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for entry in t.range((campaign, 0)..=(campaign, u64::MAX))? {
+            let (_, v) = entry?;
+            out.push(from_bytes(v.value(), what)?);
+        }
+        Ok(out)
+    }
+
+    pub fn hypotheses(&self, campaign: u64) -> anyhow::Result<Vec<HypothesisRow>> {
+        self.scan(HYPOTHESES, campaign, "hypothesis")
+    }
+
+    pub fn trials(&self, campaign: u64) -> anyhow::Result<Vec<TrialRow>> {
+        self.scan(TRIALS, campaign, "trial")
+    }
+
+    /// Curves of one trial: metric → (step, value) points.
+    pub fn curves(
+        &self,
+        campaign: u64,
+        trial: u64,
+    ) -> anyhow::Result<std::collections::BTreeMap<String, Vec<(u32, f64)>>> {
+        Ok(self
+            .get(CURVES, (campaign, trial), "curve")?
+            .unwrap_or_default())
+    }
+
+    pub fn memory(&self, campaign: u64, role: &str) -> anyhow::Result<MemoryStore> {
+        Ok(self
+            .get(MEMORY, (campaign, role), "memory")?
+            .unwrap_or_default())
+    }
+
+    pub fn call(&self, seq: u64) -> anyhow::Result<Option<CallRecord>> {
+        self.get(CALLS, seq, "strategy call")
+    }
+
+    /// Events with `seq` in `from..`, in order.
+    pub fn events(&self, from: u64) -> anyhow::Result<Vec<Event>> {
+        let read = self.db.begin_read()?;
+        let t = match read.open_table(EVENTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for entry in t.range(from..)? {
+            let (_, v) = entry?;
+            out.push(from_bytes(v.value(), "event")?);
+        }
+        Ok(out)
+    }
+
+    /// The newest event's seq and hash.
+    pub fn head(&self) -> anyhow::Result<(u64, String)> {
+        let read = self.db.begin_read()?;
+        let meta = read.open_table(META)?;
+        Ok(match meta.get("head")? {
+            Some(v) => serde_json::from_slice(v.value())?,
+            None => (0, String::new()),
+        })
+    }
+}
+
+/// One write transaction.
+pub struct Tx {
+    txn: redb::WriteTransaction,
+    head: (u64, String),
+}
+
+impl Tx {
+    fn put_meta(&mut self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        let mut t = self.txn.open_table(META)?;
+        t.insert(key, value)?;
+        Ok(())
+    }
+
+    /// Appends an event to the hash chain; returns its seq.
+    pub fn append(&mut self, campaign: Option<u64>, body: EventBody) -> anyhow::Result<u64> {
+        let seq = self.head.0 + 1;
+        let at_ms = now_ms();
+        let hash = event_hash(&self.head.1, seq, at_ms, campaign, &body);
+        let event = Event {
+            seq,
+            at_ms,
+            campaign,
+            body,
+            prev_hash: self.head.1.clone(),
+            hash: hash.clone(),
+        };
+        let mut t = self.txn.open_table(EVENTS)?;
+        t.insert(seq, to_bytes(&event)?.as_slice())?;
+        self.head = (seq, hash);
+        Ok(seq)
+    }
+
+    pub fn put_campaign(&mut self, row: &CampaignRow) -> anyhow::Result<()> {
+        let mut t = self.txn.open_table(CAMPAIGNS)?;
+        t.insert(row.id, to_bytes(row)?.as_slice())?;
+        Ok(())
+    }
+
+    pub fn put_hypothesis(&mut self, campaign: u64, row: &HypothesisRow) -> anyhow::Result<()> {
+        let mut t = self.txn.open_table(HYPOTHESES)?;
+        t.insert((campaign, row.id), to_bytes(row)?.as_slice())?;
+        Ok(())
+    }
+
+    pub fn put_trial(&mut self, campaign: u64, row: &TrialRow) -> anyhow::Result<()> {
+        let mut t = self.txn.open_table(TRIALS)?;
+        t.insert((campaign, row.id), to_bytes(row)?.as_slice())?;
+        Ok(())
+    }
+
+    pub fn put_curves(
+        &mut self,
+        campaign: u64,
+        trial: u64,
+        curves: &std::collections::BTreeMap<String, Vec<(u32, f64)>>,
+    ) -> anyhow::Result<()> {
+        let mut t = self.txn.open_table(CURVES)?;
+        t.insert((campaign, trial), to_bytes(curves)?.as_slice())?;
+        Ok(())
+    }
+
+    pub fn put_memory(
+        &mut self,
+        campaign: u64,
+        role: &str,
+        memory: &MemoryStore,
+    ) -> anyhow::Result<()> {
+        let mut t = self.txn.open_table(MEMORY)?;
+        t.insert((campaign, role), to_bytes(memory)?.as_slice())?;
+        Ok(())
+    }
+
+    pub fn put_call(&mut self, seq: u64, record: &CallRecord) -> anyhow::Result<()> {
+        let mut t = self.txn.open_table(CALLS)?;
+        t.insert(seq, to_bytes(record)?.as_slice())?;
+        Ok(())
+    }
+
+    /// The next campaign id (1-based).
+    pub fn next_campaign_id(&mut self) -> anyhow::Result<u64> {
+        let t = self.txn.open_table(CAMPAIGNS)?;
+        let last = t.last()?.map(|(k, _)| k.value()).unwrap_or(0);
+        Ok(last + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_chain_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .write(|tx| {
+                    tx.append(
+                        Some(1),
+                        EventBody::PlanApproved {
+                            by: "me".into(),
+                            note: String::new(),
+                        },
+                    )?;
+                    Ok(())
+                })
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let events = store.events(0).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1].prev_hash, events[0].hash);
+        let e = &events[1];
+        assert_eq!(
+            e.hash,
+            event_hash(&e.prev_hash, e.seq, e.at_ms, e.campaign, &e.body)
+        );
+        assert_eq!(store.head().unwrap(), (2, e.hash.clone()));
+    }
+
+    #[test]
+    fn a_second_open_is_busy_and_garbage_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.redb");
+        let _first = Store::open(&path).unwrap();
+        assert!(matches!(Store::open(&path), Err(StoreError::Busy { .. })));
+        let bad = dir.path().join("bad.redb");
+        std::fs::write(&bad, vec![0x42; 8192]).unwrap();
+        let err = Store::open(&bad).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert_eq!(
+            std::fs::read(&bad).unwrap(),
+            vec![0x42; 8192],
+            "nothing was changed"
+        );
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .write(|tx| tx.put_meta("schema", &99u32.to_le_bytes()))
+                .unwrap();
+        }
+        let err = Store::open(&path).unwrap_err();
+        assert!(
+            err.to_string().contains("newer reagent (schema 99)"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,324 @@
+//! The workspace (`.reagent/`: the database, job folders, the wake socket)
+//! and the driver that advances its campaigns: in the foreground until only
+//! waiting is left, or once per `reagent wake`, handing the notice to a live
+//! driver over a Unix socket when there is one.
+//!
+//! Wake protocol: a client connects to `.reagent/wake.sock`, writes
+//! `wake\n`, and waits for `ok\n`, which the driver sends after a full pass
+//! that started after the request. No answer (EOF) means the driver was
+//! leaving: the client starts over, and may become the driver itself.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use crate::campaign::engine::{Engine, Pass, Progress};
+use crate::jobs::WakeCommand;
+use crate::jobs::local::LocalBackend;
+use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::store::{Store, StoreError};
+
+/// A `.reagent/` folder.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub dir: PathBuf,
+}
+
+impl Workspace {
+    pub const DIR: &'static str = ".reagent";
+
+    /// Creates `<dir>/.reagent` with its database.
+    pub fn init(dir: &Path) -> anyhow::Result<Workspace> {
+        let root = dir.join(Self::DIR);
+        std::fs::create_dir_all(root.join("jobs"))
+            .with_context(|| format!("cannot create {}", root.display()))?;
+        let ws = Workspace {
+            dir: root.canonicalize()?,
+        };
+        drop(ws.open_store(Duration::from_secs(10))?);
+        Ok(ws)
+    }
+
+    /// `explicit` (a project folder holding `.reagent`, or the `.reagent`
+    /// folder itself), else `$REAGENT_WORKSPACE`, else the nearest
+    /// `.reagent` from the current directory upwards.
+    pub fn find(explicit: Option<&Path>) -> anyhow::Result<Workspace> {
+        let from_env = std::env::var_os("REAGENT_WORKSPACE").map(PathBuf::from);
+        if let Some(p) = explicit.map(Path::to_path_buf).or(from_env) {
+            for candidate in [p.join(Self::DIR), p.clone()] {
+                if candidate.join("reagent.redb").exists() {
+                    return Ok(Workspace {
+                        dir: candidate.canonicalize()?,
+                    });
+                }
+            }
+            bail!(
+                "{} is not a reagent workspace (no .reagent/reagent.redb); create one with `reagent init {}`",
+                p.display(),
+                p.display()
+            );
+        }
+        let cwd = std::env::current_dir()?;
+        for dir in cwd.ancestors() {
+            let candidate = dir.join(Self::DIR);
+            if candidate.join("reagent.redb").exists() {
+                return Ok(Workspace {
+                    dir: candidate.canonicalize()?,
+                });
+            }
+        }
+        bail!(
+            "no reagent workspace here or above {}; create one with `reagent init`, or pass --workspace DIR",
+            cwd.display()
+        )
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join("reagent.redb")
+    }
+
+    pub fn jobs_dir(&self) -> PathBuf {
+        self.dir.join("jobs")
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.join("wake.sock")
+    }
+
+    /// The project folder (the parent of `.reagent`).
+    pub fn project_dir(&self) -> PathBuf {
+        self.dir
+            .parent()
+            .map_or_else(|| self.dir.clone(), Path::to_path_buf)
+    }
+
+    /// Opens the store, waiting up to `patience` while another process has it.
+    pub fn open_store(&self, patience: Duration) -> anyhow::Result<Store> {
+        let start = Instant::now();
+        loop {
+            match Store::open(&self.db_path()) {
+                Ok(s) => return Ok(s),
+                Err(StoreError::Busy { .. }) if start.elapsed() < patience => {
+                    std::thread::sleep(Duration::from_millis(15));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub fn backend(&self) -> LocalBackend {
+        LocalBackend::new(self.jobs_dir())
+    }
+
+    pub fn wake_command(&self) -> anyhow::Result<WakeCommand> {
+        Ok(WakeCommand {
+            exe: std::env::current_exe().context("cannot find the reagent executable")?,
+            workspace: self.dir.clone(),
+        })
+    }
+}
+
+/// Advances every active campaign (or just `only`) once.
+pub fn pass(
+    ws: &Workspace,
+    store: &Store,
+    sandbox: &Sandbox,
+    only: Option<u64>,
+    progress: &mut dyn FnMut(Progress),
+) -> anyhow::Result<Vec<(u64, Pass)>> {
+    let backend = ws.backend();
+    let mut engine = Engine::new(store, sandbox, &backend, Some(ws.wake_command()?), |p| {
+        progress(p)
+    });
+    let mut out = Vec::new();
+    for c in store.campaigns()? {
+        if only.is_some_and(|id| id != c.id) || !c.state.is_active() {
+            continue;
+        }
+        engine.resume_running(c.id)?;
+        out.push((c.id, engine.advance(c.id)?));
+    }
+    Ok(out)
+}
+
+/// Marks campaigns with jobs in flight as hibernating.
+fn hibernate_all(ws: &Workspace, store: &Store, sandbox: &Sandbox) -> anyhow::Result<()> {
+    let backend = ws.backend();
+    let mut engine = Engine::new(store, sandbox, &backend, None, |_| {});
+    for c in store.campaigns()? {
+        if c.state.is_active() {
+            engine.hibernate(c.id)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn new_sandbox() -> anyhow::Result<Sandbox> {
+    Sandbox::new(SandboxConfig::default())
+}
+
+fn serve_pending(listener: &UnixListener) -> Vec<UnixStream> {
+    let mut out = Vec::new();
+    while let Ok((stream, _)) = listener.accept() {
+        out.push(stream);
+    }
+    out
+}
+
+fn reply(streams: Vec<UnixStream>) {
+    for mut s in streams {
+        let _ = s.write_all(b"ok\n");
+    }
+}
+
+/// `reagent wake`: hand the notice to a live driver, or become the driver
+/// for one pass (repeated while more notices arrive) and leave.
+pub fn wake(ws: &Workspace, progress: &mut dyn FnMut(Progress)) -> anyhow::Result<()> {
+    let sock = ws.socket_path();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if let Ok(mut stream) = UnixStream::connect(&sock) {
+            stream.set_read_timeout(Some(Duration::from_secs(300)))?;
+            if stream.write_all(b"wake\n").is_ok() {
+                let mut line = String::new();
+                if BufReader::new(&stream).read_line(&mut line).is_ok() && line.trim() == "ok" {
+                    return Ok(());
+                }
+            }
+            // The driver left without answering: start over.
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        let store = match Store::open(&ws.db_path()) {
+            Ok(s) => s,
+            Err(StoreError::Busy { .. }) => {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // We own the store: take the socket so later wakes reach us.
+        let _ = std::fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock)
+            .with_context(|| format!("cannot listen on {}", sock.display()))?;
+        listener.set_nonblocking(true)?;
+        let sandbox = new_sandbox()?;
+        let mut waiting = Vec::new();
+        loop {
+            pass(ws, &store, &sandbox, None, progress)?;
+            reply(std::mem::take(&mut waiting));
+            waiting = serve_pending(&listener);
+            if waiting.is_empty() {
+                break;
+            }
+        }
+        hibernate_all(ws, &store, &sandbox)?;
+        drop(listener);
+        let _ = std::fs::remove_file(&sock);
+        return Ok(());
+    }
+    bail!("timed out waking the workspace {}", ws.dir.display())
+}
+
+/// What `run` does once nothing more can be launched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Block on wake notices until the campaigns end.
+    Foreground,
+    /// Launch what can be launched and exit; job supervisors wake the host.
+    Detach,
+}
+
+/// `reagent run`: drives campaign `id` (with its workspace peers) until it
+/// ends (foreground) or until only waiting is left (detach). Returns the
+/// campaign's final pass.
+pub fn run(
+    ws: &Workspace,
+    id: u64,
+    mode: RunMode,
+    progress: &mut dyn FnMut(Progress),
+) -> anyhow::Result<Pass> {
+    let sock = ws.socket_path();
+    if UnixStream::connect(&sock).is_ok() {
+        bail!(
+            "another reagent process is driving this workspace ({} answers); use `reagent status` to watch it",
+            sock.display()
+        );
+    }
+    let sandbox = new_sandbox()?;
+    if mode == RunMode::Detach {
+        let store = ws.open_store(Duration::from_secs(30))?;
+        let passes = pass(ws, &store, &sandbox, Some(id), progress)?;
+        hibernate_all(ws, &store, &sandbox)?;
+        let store_pass = passes.into_iter().find(|(c, _)| *c == id).map(|(_, p)| p);
+        return match store_pass {
+            Some(p) => Ok(p),
+            None => {
+                let c = store
+                    .campaign(id)?
+                    .with_context(|| format!("no campaign {id}"))?;
+                Ok(Pass {
+                    state: c.state,
+                    in_flight: 0,
+                    changed: false,
+                })
+            }
+        };
+    }
+
+    let _ = std::fs::remove_file(&sock);
+    let listener = UnixListener::bind(&sock)
+        .with_context(|| format!("cannot listen on {}", sock.display()))?;
+    let (tx, rx) = mpsc::channel::<UnixStream>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            if tx.send(stream).is_err() {
+                return;
+            }
+        }
+    });
+    let mut waiting: Vec<UnixStream> = Vec::new();
+    let result = loop {
+        let store = ws.open_store(Duration::from_secs(60))?;
+        let passes = pass(ws, &store, &sandbox, Some(id), progress)?;
+        reply(std::mem::take(&mut waiting));
+        let current = match passes.into_iter().find(|(c, _)| *c == id) {
+            Some((_, p)) => p,
+            None => {
+                let c = store
+                    .campaign(id)?
+                    .with_context(|| format!("no campaign {id}"))?;
+                Pass {
+                    state: c.state,
+                    in_flight: 0,
+                    changed: false,
+                }
+            }
+        };
+        if !current.state.is_active() {
+            break current;
+        }
+        if current.changed {
+            // Something moved: look again before sleeping.
+            continue;
+        }
+        // Nothing to do but wait: let go of the store and block until a
+        // job's supervisor wakes us (or a minute passes, as a fallback).
+        drop(store);
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(s) => waiting.push(s),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => bail!("the wake listener stopped"),
+        }
+        while let Ok(s) = rx.try_recv() {
+            waiting.push(s);
+        }
+    };
+    reply(waiting);
+    let _ = std::fs::remove_file(&sock);
+    Ok(result)
+}
