@@ -243,11 +243,17 @@ pub fn run(
     progress: &mut dyn FnMut(Progress),
 ) -> anyhow::Result<Pass> {
     let sock = ws.socket_path();
-    if UnixStream::connect(&sock).is_ok() {
-        bail!(
-            "another reagent process is driving this workspace ({} answers); use `reagent status` to watch it",
-            sock.display()
-        );
+    // A `reagent wake` answers for a moment and leaves; a foreground
+    // `reagent run` keeps answering.
+    let start = Instant::now();
+    while UnixStream::connect(&sock).is_ok() {
+        if start.elapsed() > Duration::from_secs(15) {
+            bail!(
+                "another reagent process is driving this workspace ({} answers); use `reagent status` to watch it",
+                sock.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
     let sandbox = new_sandbox()?;
     if mode == RunMode::Detach {

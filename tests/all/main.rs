@@ -1,7 +1,9 @@
 //! Reagent's integration tests: one binary, one module per area.
 
 mod builtins;
+mod campaign;
 mod cli;
+mod crash;
 mod hostile;
 mod recording;
 mod support;

@@ -615,6 +615,20 @@ impl<'a> Engine<'a> {
         cpu_ok && gpu_ok && trials_ok
     }
 
+    /// Confirmation runs to keep budget for while exploring: all of them
+    /// when the budget can cover the baseline, confirmation and a little
+    /// exploration; none otherwise (exploration matters more, and the
+    /// report then says the result is unconfirmed).
+    fn confirm_hold(&self, view: &View) -> u32 {
+        let spec = &view.row.spec;
+        let a = allotment(spec);
+        let needed = (a.baseline + a.confirm + 2) as f64;
+        let cpu_fits = spec.cpu_reservation() * needed <= spec.budget.cpu_hours + 1e-9;
+        let gpu_fits = spec.gpu_reservation() <= 0.0
+            || spec.gpu_reservation() * needed <= spec.budget.gpu_hours + 1e-9;
+        if cpu_fits && gpu_fits { a.confirm } else { 0 }
+    }
+
     fn past_deadline(&self, view: &View) -> bool {
         match (view.row.spec.budget.deadline, view.row.started_ms) {
             (Some(d), Some(start)) => now_ms() > start + d.as_millis() as u64,
@@ -654,7 +668,11 @@ impl<'a> Engine<'a> {
                     .get(stage.name())
                     .copied()
                     .unwrap_or(false);
-                let hold = if stage < Stage::Confirm { a.confirm } else { 0 };
+                let hold = if stage < Stage::Confirm {
+                    self.confirm_hold(view)
+                } else {
+                    0
+                };
                 let can_spend = self.affordable(view, hold) && !self.past_deadline(view);
                 let left = view.left(stage);
                 // Ask for more when nothing of this stage waits for a slot.
@@ -1164,7 +1182,7 @@ impl<'a> Engine<'a> {
                 break;
             };
             let hold = if next.1 < Stage::Confirm {
-                a.confirm
+                self.confirm_hold(view)
             } else {
                 0
             };
@@ -1326,7 +1344,25 @@ impl<'a> Engine<'a> {
 
     /// Settles a finished job: ledger, metrics, status; failures go to the
     /// debugger and its action is applied.
-    fn finish(&mut self, view: &mut View, tid: u64, outcome: JobOutcome) -> anyhow::Result<()> {
+    fn finish(&mut self, view: &mut View, tid: u64, mut outcome: JobOutcome) -> anyhow::Result<()> {
+        // Non-finite values cannot be stored as JSON numbers; the early-stop
+        // reason and the log tail already say which metric went NaN/inf.
+        let dropped: Vec<String> = outcome
+            .metrics
+            .iter()
+            .filter(|(_, v)| !v.is_finite())
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect();
+        outcome.metrics.retain(|_, v| v.is_finite());
+        for points in outcome.curves.values_mut() {
+            points.retain(|(_, v)| v.is_finite());
+        }
+        if !dropped.is_empty() {
+            outcome.log_tail.push_str(&format!(
+                "\nreagent: last reported non-finite metrics: {}",
+                dropped.join(", ")
+            ));
+        }
         let id = view.row.id;
         let spec = view.row.spec.clone();
         let metric = &spec.objective.metric;
@@ -1530,8 +1566,11 @@ impl<'a> Engine<'a> {
                         assignments.push(c.clone());
                     }
                 }
+                // Name only what the debugger changed (it may repeat the rest).
+                let current = full_config(&spec, &trial.assignments);
                 let what: Vec<String> = changes
                     .iter()
+                    .filter(|c| !current.iter().any(|(k, v)| k == &c.knob && v == &c.value))
                     .map(|c| format!("{}={}", c.knob, render_value(&c.value)))
                     .collect();
                 let parent_title = view

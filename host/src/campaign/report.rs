@@ -304,10 +304,9 @@ pub fn build(view: &View) -> Report {
                 .find(|h| h.id == t.hypothesis)
                 .map(|h| h.hypothesis.title.clone())
                 .unwrap_or_default(),
-            class: t
-                .diagnosis
-                .as_ref()
-                .map_or("unknown".into(), |d| format!("{:?}", d.class)),
+            class: t.diagnosis.as_ref().map_or("unknown".into(), |d| {
+                crate::strategy::failure_class_name(d.class).to_string()
+            }),
             rationale: t
                 .diagnosis
                 .as_ref()

@@ -116,8 +116,9 @@ pub fn print_progress(p: Progress) {
             action,
         } => {
             println!(
-                "{} [c{campaign}] debug   t{trial:<4} {class:?} → {action}",
-                ts()
+                "{} [c{campaign}] debug   t{trial:<4} {} → {action}",
+                ts(),
+                crate::strategy::failure_class_name(class)
             )
         }
         Progress::Note { campaign, text } => println!("{} [c{campaign}] {text}", ts()),
@@ -615,7 +616,7 @@ pub fn trials(ws: &Workspace, id: u64, json: bool) -> anyhow::Result<ExitCode> {
                     "assignments": assignments,
                     "changes": t.assignments.iter().map(|a| (a.knob.clone(), serde_json::Value::String(render_value(&a.value)))).collect::<serde_json::Map<_, _>>(),
                     "metrics": t.metrics,
-                    "failure": t.diagnosis.as_ref().map(|d| format!("{:?}", d.class)),
+                    "failure": t.diagnosis.as_ref().map(|d| crate::strategy::failure_class_name(d.class)),
                     "action": t.action_taken,
                     "job_key": t.key,
                 })

@@ -107,14 +107,8 @@ pub fn main() -> ExitCode {
             yes,
             json,
         } => ws().and_then(|w| {
-            let (_, state) = campaign::plan(&w, campaign, yes, json)?;
-            Ok(
-                if state == crate::campaign::state::CampaignState::AwaitingApproval {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::SUCCESS
-                },
-            )
+            campaign::plan(&w, campaign, yes, json)?;
+            Ok(ExitCode::SUCCESS)
         }),
         Command::Run {
             ref target,

@@ -313,7 +313,7 @@ fn print_record(record: &CallRecord) {
             }
         }
         Ok(CallOutput::Diagnosis(d)) => {
-            println!("class:  {:?}", d.class);
+            println!("class:  {}", crate::strategy::failure_class_name(d.class));
             println!("action: {:?}", d.action);
             println!("why:    {}", d.rationale);
         }

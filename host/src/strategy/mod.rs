@@ -154,6 +154,20 @@ pub enum CallOutput {
     Diagnosis(Diagnosis),
 }
 
+/// The stable kebab-case name of a failure class (as in the WIT).
+pub fn failure_class_name(class: FailureClass) -> &'static str {
+    match class {
+        FailureClass::OutOfMemory => "out-of-memory",
+        FailureClass::Divergence => "divergence",
+        FailureClass::TimeLimit => "time-limit",
+        FailureClass::Killed => "killed",
+        FailureClass::Infrastructure => "infrastructure",
+        FailureClass::ProgramError => "program-error",
+        FailureClass::MissingMetrics => "missing-metrics",
+        FailureClass::Unknown => "unknown",
+    }
+}
+
 /// Renders a value the way it appears in configs and reports.
 pub fn render_value(value: &Value) -> String {
     match value {

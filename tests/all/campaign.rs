@@ -1,0 +1,272 @@
+//! Campaigns end to end, with the real `reagent` binary, the local backend
+//! and a scripted job (tests/jobs/toy.sh).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// A temp project with the toy job, its campaign file (with `edit`
+    /// applied to the TOML) and an initialised workspace.
+    pub fn new(edit: impl Fn(String) -> String) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/jobs");
+        std::fs::copy(jobs.join("toy.sh"), dir.path().join("toy.sh")).unwrap();
+        let toml = std::fs::read_to_string(jobs.join("toy.toml")).unwrap();
+        std::fs::write(dir.path().join("toy.toml"), edit(toml)).unwrap();
+        let p = Project { dir };
+        let o = p.reagent(&["init"]);
+        assert!(o.status.success(), "{}", text(&o));
+        p
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_reagent"));
+        c.args(args)
+            .arg("--workspace")
+            .arg(self.dir.path())
+            .current_dir(self.dir.path())
+            .env("REAGENT_CACHE_DIR", crate::support::cache_dir())
+            .env_remove("REAGENT_CRASH_AFTER_COMMITS");
+        c
+    }
+
+    pub fn reagent(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let o = self.reagent(args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {}", text(&o)))
+    }
+
+    pub fn wait_finished(&self, id: &str, limit: Duration) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let s = self.json(&["status", id, "--json"]);
+            let state = s["state"].as_str().unwrap().to_string();
+            if matches!(state.as_str(), "finished" | "halted" | "cancelled") {
+                return s;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "campaign {id} still {state} after {limit:?}: {s}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn a_campaign_runs_to_a_proposal_that_beats_the_baseline() {
+    let p = Project::new(|t| t);
+    let o = p.reagent(&["run", "toy.toml", "--yes"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("== validate =="), "{out}");
+    assert!(out.contains("== exploit =="), "{out}");
+
+    let r = p.json(&["report", "1", "--format", "json"]);
+    assert_eq!(r["state"], "finished", "{r}");
+    assert_eq!(r["objective"]["metric"], "valid_loss");
+    assert_eq!(r["baseline"]["n"], 2, "the confirmation baseline: {r}");
+    let effect = r["effect"]["estimate"].as_f64().unwrap();
+    assert!(
+        effect > 0.01,
+        "the toy optimum is far better than baseline: {r}"
+    );
+    assert!(r["effect"]["ci95_low"].as_f64().unwrap() > 0.0, "{r}");
+    assert_eq!(r["confirmed"], true, "{r}");
+    assert!(
+        r["best"]["assignments"].as_object().unwrap().len() >= 1,
+        "{r}"
+    );
+    assert_eq!(r["holdout"]["metric"], "test_loss");
+    assert!(
+        r["holdout"]["best_mean"].as_f64().unwrap()
+            < r["holdout"]["baseline_mean"].as_f64().unwrap()
+    );
+    let total = r["trials"]["total"].as_u64().unwrap();
+    assert!(total <= 24, "max_trials respected: {total}");
+    assert!(
+        r["spent"]["cpu_hours"].as_f64().unwrap() <= r["budget"]["cpu_hours"].as_f64().unwrap()
+    );
+
+    // The contract for scripts.
+    let s = p.json(&["status", "1", "--json"]);
+    assert_eq!(
+        (s["id"].as_u64(), s["state"].as_str()),
+        (Some(1), Some("finished"))
+    );
+    let trials = p.json(&["trials", "1", "--json"]);
+    let first = &trials.as_array().unwrap()[0];
+    for key in ["id", "status", "phase", "assignments", "metrics", "seed"] {
+        assert!(
+            first.get(key).is_some(),
+            "trials --json lacks {key}: {first}"
+        );
+    }
+    assert_eq!(first["assignments"]["optimizer"], "sgd");
+    let md = text(&p.reagent(&["report", "1"]));
+    assert!(md.contains("# Improvement proposal: toy"), "{md}");
+    assert!(md.contains("## Config change vs baseline"), "{md}");
+}
+
+#[test]
+fn failures_go_through_the_debugger_to_the_right_action() {
+    // Trials 4.. are the first validate hypotheses (1–3 are the baseline).
+    let p = Project::new(|t| {
+        t.replace("time_limit = \"20s\"", "time_limit = \"3s\"")
+            .replace(
+                "resources = { cpus = 1 }",
+                "resources = { cpus = 1 }\nenv = { FAIL_T4 = \"oom\", FAIL_T5 = \"nan\", FAIL_T6 = \"timeout\", FAIL_T7 = \"crash\", FAIL_T8 = \"nometric\" }",
+            )
+            .replace("max_trials = 24", "max_trials = 14")
+    });
+    let o = p.reagent(&["run", "toy.toml", "--yes"]);
+    let out = text(&o);
+    assert!(out.contains("debug   t4"), "{out}");
+    let trials = p.json(&["trials", "1", "--json"]);
+    let by_id = |id: u64| {
+        trials
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .unwrap_or_else(|| panic!("no trial {id}: {trials}"))
+            .clone()
+    };
+    let t4 = by_id(4);
+    assert_eq!(t4["failure"], "out-of-memory", "{t4}");
+    assert!(
+        t4["action"]
+            .as_str()
+            .unwrap()
+            .contains("retry with batch_size="),
+        "{t4}"
+    );
+    let t5 = by_id(5);
+    assert_eq!(t5["failure"], "divergence", "{t5}");
+    assert!(
+        t5["action"].as_str().unwrap().contains("retry with lr="),
+        "{t5}"
+    );
+    let t6 = by_id(6);
+    assert_eq!(t6["failure"], "time-limit", "{t6}");
+    let t7 = by_id(7);
+    assert_eq!(t7["failure"], "program-error", "{t7}");
+    assert_eq!(t7["action"], "excluded", "{t7}");
+    let t8 = by_id(8);
+    assert_eq!(t8["failure"], "missing-metrics", "{t8}");
+    assert!(t8["action"].as_str().unwrap().contains("escalated"), "{t8}");
+    // The retries ran and the campaign still reached a proposal.
+    let r = p.json(&["report", "1", "--format", "json"]);
+    assert_eq!(r["state"], "finished", "{r}");
+    assert!(r["failures"].as_array().unwrap().len() >= 5, "{r}");
+    let retried = trials
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["attempt"].as_u64() == Some(2))
+        .count();
+    assert!(retried >= 2, "oom and nan were retried: {trials}");
+}
+
+#[test]
+fn budget_exhaustion_ends_in_a_report_within_budget() {
+    // Each trial takes ~1 s on "36 cpus": it spends 0.01 CPU-hours and
+    // reserves 0.02 (2 s limit); 0.06 CPU-hours cannot cover them all.
+    let p = Project::new(|t| {
+        t.replace("time_limit = \"20s\"", "time_limit = \"2s\"")
+            .replace(
+                "resources = { cpus = 1 }",
+                "resources = { cpus = 36 }\nenv = { TOY_SLEEP = \"1\" }",
+            )
+            .replace("cpu_hours = 1.0", "cpu_hours = 0.06")
+    });
+    let o = p.reagent(&["run", "toy.toml", "--yes"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let r = p.json(&["report", "1", "--format", "json"]);
+    assert_eq!(r["state"], "finished", "{r}");
+    let s = p.json(&["status", "1", "--json"]);
+    let spent = s["spent"]["cpu_hours"].as_f64().unwrap();
+    assert!(spent <= 0.06 + 1e-9, "never past the budget: {s}");
+    assert!(spent > 0.03, "the budget was actually used: {s}");
+    assert_eq!(s["reserved"]["cpu_hours"].as_f64().unwrap(), 0.0, "{s}");
+    assert!(
+        r["trials"]["total"].as_u64().unwrap() < 24,
+        "stopped by budget, not by max_trials: {r}"
+    );
+    assert!(r["verdict"].as_str().is_some());
+}
+
+#[test]
+fn detach_hibernates_and_the_supervisors_wake_the_host_to_the_end() {
+    let p = Project::new(|t| t.replace("max_trials = 24", "max_trials = 12"));
+    let o = p.reagent(&["run", "toy.toml", "--yes", "--detach"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("no reagent process stays behind"),
+        "{}",
+        text(&o)
+    );
+    let s = p.wait_finished("1", Duration::from_secs(120));
+    assert_eq!(s["state"], "finished", "{s}");
+    let r = p.json(&["report", "1", "--format", "json"]);
+    assert!(r["trials"]["total"].as_u64().unwrap() >= 8, "{r}");
+}
+
+#[test]
+fn bad_campaign_files_are_located_and_register_nothing() {
+    let p = Project::new(|t| t.replace("{optimizer}", "{optimiser}"));
+    let o = p.reagent(&["plan", "toy.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    let out = text(&o);
+    assert!(out.contains("toy.toml:12:"), "{out}");
+    assert!(out.contains("unknown knob `{optimiser}`"), "{out}");
+    let s = p.json(&["status", "--json"]);
+    assert_eq!(s.as_array().unwrap().len(), 0, "nothing registered");
+
+    let p = Project::new(|t| t.replace("command = [\"sh\"", "command = [\"no-such-trainer\""));
+    let o = p.reagent(&["plan", "toy.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("`no-such-trainer` was not found"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn a_plan_without_approval_launches_nothing() {
+    let p = Project::new(|t| t);
+    let v = p.json(&["plan", "toy.toml", "--json"]);
+    assert_eq!(v["state"], "awaiting-approval");
+    assert!(v["slate"].as_array().unwrap().len() >= 3, "{v}");
+    let o = p.reagent(&["run", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("awaits approval"), "{}", text(&o));
+    let trials = p.json(&["trials", "1", "--json"]);
+    assert_eq!(trials.as_array().unwrap().len(), 0);
+    assert!(
+        !p.path(".reagent/jobs").read_dir().unwrap().any(|_| true),
+        "no job folder"
+    );
+}
