@@ -161,6 +161,41 @@ pub fn new_sandbox() -> anyhow::Result<Sandbox> {
     Sandbox::new(SandboxConfig::default())
 }
 
+/// A bound wake socket that removes its file on drop, but only while the
+/// file is still its own (another process may have replaced a stale one).
+struct BoundSocket {
+    listener: UnixListener,
+    path: PathBuf,
+    inode: u64,
+}
+
+impl BoundSocket {
+    /// Binds `path`, replacing a stale socket file (one nobody answers on).
+    fn bind(path: &Path) -> anyhow::Result<BoundSocket> {
+        use std::os::unix::fs::MetadataExt as _;
+        if UnixStream::connect(path).is_err() {
+            let _ = std::fs::remove_file(path);
+        }
+        let listener = UnixListener::bind(path)
+            .with_context(|| format!("cannot listen on {}", path.display()))?;
+        let inode = std::fs::metadata(path)?.ino();
+        Ok(BoundSocket {
+            listener,
+            path: path.to_path_buf(),
+            inode,
+        })
+    }
+}
+
+impl Drop for BoundSocket {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt as _;
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 fn serve_pending(listener: &UnixListener) -> Vec<UnixStream> {
     let mut out = Vec::new();
     while let Ok((stream, _)) = listener.accept() {
@@ -201,24 +236,30 @@ pub fn wake(ws: &Workspace, progress: &mut dyn FnMut(Progress)) -> anyhow::Resul
             }
             Err(e) => return Err(e.into()),
         };
-        // We own the store: take the socket so later wakes reach us.
-        let _ = std::fs::remove_file(&sock);
-        let listener = UnixListener::bind(&sock)
-            .with_context(|| format!("cannot listen on {}", sock.display()))?;
+        // We own the store: take the socket so later wakes reach us. (A
+        // live driver would have answered the connect above.)
+        let bound = match BoundSocket::bind(&sock) {
+            Ok(b) => b,
+            Err(_) => {
+                // A driver appeared in between: hand over to it.
+                drop(store);
+                continue;
+            }
+        };
+        let listener = &bound.listener;
         listener.set_nonblocking(true)?;
         let sandbox = new_sandbox()?;
         let mut waiting = Vec::new();
         loop {
             pass(ws, &store, &sandbox, None, progress)?;
             reply(std::mem::take(&mut waiting));
-            waiting = serve_pending(&listener);
+            waiting = serve_pending(listener);
             if waiting.is_empty() {
                 break;
             }
         }
         hibernate_all(ws, &store, &sandbox)?;
-        drop(listener);
-        let _ = std::fs::remove_file(&sock);
+        drop(bound);
         return Ok(());
     }
     bail!("timed out waking the workspace {}", ws.dir.display())
@@ -243,18 +284,6 @@ pub fn run(
     progress: &mut dyn FnMut(Progress),
 ) -> anyhow::Result<Pass> {
     let sock = ws.socket_path();
-    // A `reagent wake` answers for a moment and leaves; a foreground
-    // `reagent run` keeps answering.
-    let start = Instant::now();
-    while UnixStream::connect(&sock).is_ok() {
-        if start.elapsed() > Duration::from_secs(15) {
-            bail!(
-                "another reagent process is driving this workspace ({} answers); use `reagent status` to watch it",
-                sock.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let sandbox = new_sandbox()?;
     if mode == RunMode::Detach {
         let store = ws.open_store(Duration::from_secs(30))?;
@@ -276,9 +305,24 @@ pub fn run(
         };
     }
 
-    let _ = std::fs::remove_file(&sock);
-    let listener = UnixListener::bind(&sock)
-        .with_context(|| format!("cannot listen on {}", sock.display()))?;
+    // A `reagent wake` holds the socket for a moment and leaves; a
+    // foreground `reagent run` keeps it.
+    let start = Instant::now();
+    let bound = loop {
+        if UnixStream::connect(&sock).is_err()
+            && let Ok(b) = BoundSocket::bind(&sock)
+        {
+            break b;
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            bail!(
+                "another reagent process is driving this workspace ({} answers); use `reagent status` to watch it",
+                sock.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let listener = bound.listener.try_clone()?;
     let (tx, rx) = mpsc::channel::<UnixStream>();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
@@ -313,9 +357,10 @@ pub fn run(
             continue;
         }
         // Nothing to do but wait: let go of the store and block until a
-        // job's supervisor wakes us (or a minute passes, as a fallback).
+        // job's supervisor wakes us (or, as a fallback, a few seconds pass:
+        // a wake that raced our start may have driven a step without us).
         drop(store);
-        match rx.recv_timeout(Duration::from_secs(60)) {
+        match rx.recv_timeout(Duration::from_secs(10)) {
             Ok(s) => waiting.push(s),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => bail!("the wake listener stopped"),
@@ -325,6 +370,6 @@ pub fn run(
         }
     };
     reply(waiting);
-    let _ = std::fs::remove_file(&sock);
+    drop(bound);
     Ok(result)
 }

@@ -1166,7 +1166,6 @@ impl<'a> Engine<'a> {
     /// Launches queued trials while slots and budget allow. True if any.
     fn launch(&mut self, view: &mut View) -> anyhow::Result<bool> {
         let mut launched = false;
-        let a = allotment(&view.row.spec);
         loop {
             if view.in_flight() >= view.row.spec.budget.max_parallel as usize {
                 break;

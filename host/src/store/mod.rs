@@ -60,20 +60,41 @@ fn from_bytes<T: DeserializeOwned>(bytes: &[u8], what: &str) -> anyhow::Result<T
     serde_json::from_slice(bytes).map_err(|e| anyhow::anyhow!("unreadable {what} row: {e}"))
 }
 
-/// The hash of one event given its predecessor's hash.
+/// The hash of one event given its predecessor's hash, over the exact
+/// bytes of its body as stored.
 pub fn event_hash(
     prev_hash: &str,
     seq: u64,
     at_ms: u64,
     campaign: Option<u64>,
-    body: &EventBody,
+    body: &[u8],
 ) -> String {
     let mut h = Sha256::new();
     h.update(prev_hash.as_bytes());
     h.update(seq.to_le_bytes());
     h.update(at_ms.to_le_bytes());
-    h.update(serde_json::to_vec(&(campaign, body)).unwrap_or_default());
+    h.update(campaign.map_or(0, |c| c + 1).to_le_bytes());
+    h.update(body);
     hex::encode(h.finalize())
+}
+
+/// An event row as stored: the body kept as the exact JSON bytes hashed.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredEvent<'a> {
+    seq: u64,
+    at_ms: u64,
+    campaign: Option<u64>,
+    prev_hash: String,
+    hash: String,
+    #[serde(borrow)]
+    body: &'a serde_json::value::RawValue,
+}
+
+/// Where the hash chain first fails.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChainBreak {
+    pub seq: u64,
+    pub problem: String,
 }
 
 /// An open workspace database.
@@ -307,9 +328,86 @@ impl Store {
         let mut out = Vec::new();
         for entry in t.range(from..)? {
             let (_, v) = entry?;
-            out.push(from_bytes(v.value(), "event")?);
+            let stored: StoredEvent = serde_json::from_slice(v.value())
+                .map_err(|e| anyhow::anyhow!("unreadable event row: {e}"))?;
+            out.push(Event {
+                seq: stored.seq,
+                at_ms: stored.at_ms,
+                campaign: stored.campaign,
+                body: serde_json::from_str(stored.body.get())?,
+                prev_hash: stored.prev_hash,
+                hash: stored.hash,
+            });
         }
         Ok(out)
+    }
+
+    /// Walks the whole event log from the stored bytes and reports the
+    /// first altered, removed or reordered entry.
+    pub fn verify_chain(&self) -> anyhow::Result<Result<u64, ChainBreak>> {
+        let read = self.db.begin_read()?;
+        let t = match read.open_table(EVENTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Ok(0)),
+            Err(e) => return Err(e.into()),
+        };
+        let mut prev = String::new();
+        let mut expected = 1u64;
+        for entry in t.iter()? {
+            let (k, v) = entry?;
+            let key = k.value();
+            let stored: StoredEvent = match serde_json::from_slice(v.value()) {
+                Ok(s) => s,
+                Err(e) => {
+                    return Ok(Err(ChainBreak {
+                        seq: key,
+                        problem: format!("unreadable entry: {e}"),
+                    }));
+                }
+            };
+            if key != expected || stored.seq != key {
+                return Ok(Err(ChainBreak {
+                    seq: expected,
+                    problem: format!(
+                        "entry {expected} is missing or out of order (found {key}, which says seq {})",
+                        stored.seq
+                    ),
+                }));
+            }
+            if stored.prev_hash != prev {
+                return Ok(Err(ChainBreak {
+                    seq: key,
+                    problem: "its prev_hash does not match the previous entry".into(),
+                }));
+            }
+            let hash = event_hash(
+                &prev,
+                stored.seq,
+                stored.at_ms,
+                stored.campaign,
+                stored.body.get().as_bytes(),
+            );
+            if hash != stored.hash {
+                return Ok(Err(ChainBreak {
+                    seq: key,
+                    problem: "its contents do not match its hash (altered)".into(),
+                }));
+            }
+            prev = stored.hash;
+            expected += 1;
+        }
+        let head = self.head()?;
+        if head.0 != expected - 1 || head.1 != prev {
+            return Ok(Err(ChainBreak {
+                seq: expected,
+                problem: format!(
+                    "the log ends at {} but the head says {} (entries were removed from the end)",
+                    expected - 1,
+                    head.0
+                ),
+            }));
+        }
+        Ok(Ok(expected - 1))
     }
 
     /// The newest event's seq and hash.
@@ -340,17 +438,19 @@ impl Tx {
     pub fn append(&mut self, campaign: Option<u64>, body: EventBody) -> anyhow::Result<u64> {
         let seq = self.head.0 + 1;
         let at_ms = now_ms();
-        let hash = event_hash(&self.head.1, seq, at_ms, campaign, &body);
-        let event = Event {
+        let body = serde_json::to_string(&body)?;
+        let hash = event_hash(&self.head.1, seq, at_ms, campaign, body.as_bytes());
+        let raw = serde_json::value::RawValue::from_string(body)?;
+        let stored = StoredEvent {
             seq,
             at_ms,
             campaign,
-            body,
             prev_hash: self.head.1.clone(),
             hash: hash.clone(),
+            body: &raw,
         };
         let mut t = self.txn.open_table(EVENTS)?;
-        t.insert(seq, to_bytes(&event)?.as_slice())?;
+        t.insert(seq, to_bytes(&stored)?.as_slice())?;
         self.head = (seq, hash);
         Ok(seq)
     }
@@ -437,10 +537,7 @@ mod tests {
         assert_eq!(events.len(), 2);
         assert_eq!(events[1].prev_hash, events[0].hash);
         let e = &events[1];
-        assert_eq!(
-            e.hash,
-            event_hash(&e.prev_hash, e.seq, e.at_ms, e.campaign, &e.body)
-        );
+        assert_eq!(store.verify_chain().unwrap(), Ok(2));
         assert_eq!(store.head().unwrap(), (2, e.hash.clone()));
     }
 
