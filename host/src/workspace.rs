@@ -122,18 +122,24 @@ impl Workspace {
     }
 }
 
+/// Strategies loaded in this process, kept across passes.
+pub type StrategyCache =
+    std::collections::HashMap<String, std::sync::Arc<crate::sandbox::Strategy>>;
+
 /// Advances every active campaign (or just `only`) once.
 pub fn pass(
     ws: &Workspace,
     store: &Store,
     sandbox: &Sandbox,
     only: Option<u64>,
+    cache: &mut StrategyCache,
     progress: &mut dyn FnMut(Progress),
 ) -> anyhow::Result<Vec<(u64, Pass)>> {
     let backend = ws.backend();
     let mut engine = Engine::new(store, sandbox, &backend, Some(ws.wake_command()?), |p| {
         progress(p)
-    });
+    })
+    .with_strategies(std::mem::take(cache));
     let mut out = Vec::new();
     for c in store.campaigns()? {
         if only.is_some_and(|id| id != c.id) || !c.state.is_active() {
@@ -142,6 +148,7 @@ pub fn pass(
         engine.resume_running(c.id)?;
         out.push((c.id, engine.advance(c.id)?));
     }
+    *cache = engine.into_strategies();
     Ok(out)
 }
 
@@ -249,9 +256,10 @@ pub fn wake(ws: &Workspace, progress: &mut dyn FnMut(Progress)) -> anyhow::Resul
         let listener = &bound.listener;
         listener.set_nonblocking(true)?;
         let sandbox = new_sandbox()?;
+        let mut cache = StrategyCache::new();
         let mut waiting = Vec::new();
         loop {
-            pass(ws, &store, &sandbox, None, progress)?;
+            pass(ws, &store, &sandbox, None, &mut cache, progress)?;
             reply(std::mem::take(&mut waiting));
             waiting = serve_pending(listener);
             if waiting.is_empty() {
@@ -285,9 +293,10 @@ pub fn run(
 ) -> anyhow::Result<Pass> {
     let sock = ws.socket_path();
     let sandbox = new_sandbox()?;
+    let mut cache = StrategyCache::new();
     if mode == RunMode::Detach {
         let store = ws.open_store(Duration::from_secs(30))?;
-        let passes = pass(ws, &store, &sandbox, Some(id), progress)?;
+        let passes = pass(ws, &store, &sandbox, Some(id), &mut cache, progress)?;
         hibernate_all(ws, &store, &sandbox)?;
         let store_pass = passes.into_iter().find(|(c, _)| *c == id).map(|(_, p)| p);
         return match store_pass {
@@ -334,7 +343,7 @@ pub fn run(
     let mut waiting: Vec<UnixStream> = Vec::new();
     let result = loop {
         let store = ws.open_store(Duration::from_secs(60))?;
-        let passes = pass(ws, &store, &sandbox, Some(id), progress)?;
+        let passes = pass(ws, &store, &sandbox, Some(id), &mut cache, progress)?;
         reply(std::mem::take(&mut waiting));
         let current = match passes.into_iter().find(|(c, _)| *c == id) {
             Some((_, p)) => p,

@@ -72,6 +72,11 @@ pub enum Progress {
         campaign: u64,
         text: String,
     },
+    /// A one-line summary after a pass that changed something.
+    Summary {
+        campaign: u64,
+        text: String,
+    },
     Done {
         campaign: u64,
         state: CampaignState,
@@ -431,6 +436,18 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Reuses strategies loaded by an earlier engine (a driver keeps them
+    /// across passes; loading from the compile cache still costs ~1 ms).
+    pub fn with_strategies(mut self, strategies: HashMap<String, Arc<Strategy>>) -> Self {
+        self.strategies = strategies;
+        self
+    }
+
+    /// The loaded strategies, to hand to the next engine.
+    pub fn into_strategies(self) -> HashMap<String, Arc<Strategy>> {
+        self.strategies
+    }
+
     fn say(&mut self, p: Progress) {
         (self.progress)(p);
     }
@@ -468,6 +485,10 @@ impl<'a> Engine<'a> {
             if !step || view.row.state.is_terminal() {
                 break;
             }
+        }
+        if changed && view.row.state.is_active() {
+            let text = summary_line(&view);
+            self.say(Progress::Summary { campaign: id, text });
         }
         Ok(Pass {
             state: view.row.state,
@@ -677,7 +698,9 @@ impl<'a> Engine<'a> {
                 let left = view.left(stage);
                 // Ask for more when nothing of this stage waits for a slot.
                 // Validate and combine ask once everything in flight is
-                // back; exploit asks whenever a slot is free.
+                // back; exploit asks when a slot is free, for a batch of
+                // `max_parallel` (the rest wait in the queue, so the
+                // generator is called about once per batch, not per trial).
                 let slots = view.row.spec.budget.max_parallel as usize;
                 let ready = match stage {
                     Stage::Exploit => view.in_flight() < slots,
@@ -686,7 +709,7 @@ impl<'a> Engine<'a> {
                 let baseline_ready = stage != Stage::Combine || view.baseline().is_some();
                 if queued == 0 && left > 0 && !exhausted && can_spend && ready && baseline_ready {
                     let max = match stage {
-                        Stage::Exploit => left.min((slots - view.in_flight()).max(1) as u32),
+                        Stage::Exploit => left.min(slots.max(1) as u32),
                         _ => left,
                     };
                     return self.propose(view, stage, max);
@@ -1784,6 +1807,30 @@ impl<'a> Engine<'a> {
             "cancelled by the operator",
         )
     }
+}
+
+/// Stage, trials running/done/failed, best so far vs baseline, budget used.
+pub fn summary_line(view: &View) -> String {
+    let count = |s: TrialStatus| view.trials.iter().filter(|t| t.status == s).count();
+    let best = match (view.baseline(), view.best()) {
+        (Some(b), Some((h, s, e))) => format!(
+            "best h{h} {:.6} vs baseline {:.6} ({e:+.6})",
+            s.mean, b.mean
+        ),
+        (Some(b), None) => format!("baseline {:.6}, nothing better yet", b.mean),
+        _ => "baseline not measured yet".into(),
+    };
+    let l = &view.row.ledger;
+    format!(
+        "{}: {} running, {} done, {} failed | {best} | CPU-h {:.3} spent + {:.3} reserved of {}",
+        view.row.stage.name(),
+        view.in_flight(),
+        count(TrialStatus::Succeeded),
+        count(TrialStatus::Failed),
+        l.spent_cpu,
+        l.reserved_cpu,
+        view.row.spec.budget.cpu_hours
+    )
 }
 
 fn describe_failure(o: &JobOutcome, metric: &str) -> String {

@@ -42,6 +42,20 @@ fn user() -> String {
         })
 }
 
+/// CPU time of this process so far (user, system), in seconds.
+pub fn self_cpu() -> (f64, f64) {
+    // SAFETY: getrusage writes into the zeroed struct we pass; no other
+    // precondition.
+    #[allow(unsafe_code)]
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(usage.ru_utime), secs(usage.ru_stime))
+}
+
 pub fn init(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let dir = dir.unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -122,6 +136,12 @@ pub fn print_progress(p: Progress) {
             )
         }
         Progress::Note { campaign, text } => println!("{} [c{campaign}] {text}", ts()),
+        Progress::Summary { campaign, text } => {
+            // Live progress is for people watching; logs get the events.
+            if std::io::stdout().is_terminal() {
+                println!("{} [c{campaign}] \x1b[2m{text}\x1b[0m", ts());
+            }
+        }
         Progress::Done {
             campaign,
             state,
@@ -482,6 +502,10 @@ pub fn run(ws: &Workspace, target: &str, detach: bool, yes: bool) -> anyhow::Res
         RunMode::Foreground
     };
     let pass = workspace::run(ws, id, mode, &mut print_progress)?;
+    if std::env::var_os("REAGENT_RUSAGE").is_some() {
+        let (user, sys) = self_cpu();
+        eprintln!("reagent-rusage: user {user:.6} s, sys {sys:.6} s");
+    }
     if detach {
         println!(
             "campaign {id} is {} with {} job(s) in flight; no reagent process stays behind — the jobs' supervisors wake it (`reagent status {id}` to check)",

@@ -452,6 +452,9 @@ extern "C" fn on_stop_signal(_: libc::c_int) {
 /// detached supervisor has no stderr anyone reads.
 pub fn supervise(job_dir: &Path) -> anyhow::Result<()> {
     sys::install_stop_handlers(on_stop_signal);
+    if std::env::var_os(SUPERVISOR_PROCESS_ENV).is_some() {
+        sys::become_session_leader();
+    }
     let result = run_supervisor(job_dir, &STOP_REQUESTED);
     if let Err(e) = &result
         && let Ok(mut log) = OpenOptions::new()
@@ -576,6 +579,7 @@ fn run_job(
         .env("REAGENT_METRICS", &metrics_path)
         .env("REAGENT_PARAMS", dir.join(&spec.params_file))
         .env("REAGENT_JOB_DIR", dir)
+        .env_remove(SUPERVISOR_PROCESS_ENV)
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
@@ -743,8 +747,13 @@ fn run_wake(dir: &Path, wake: &WakeCommand) {
 
 /// Starts `exe args…` detached: a new session, stdio to /dev/null, reaped by
 /// a background thread so a long-lived host leaves no zombie. Returns its pid.
+/// Set in a supervisor's environment: the process is a supervisor (not a
+/// test thread calling `supervise`) and should detach into its own session.
+const SUPERVISOR_PROCESS_ENV: &str = "REAGENT_SUPERVISOR_PROCESS";
+
 pub fn spawn_detached(exe: &Path, args: &[&OsStr]) -> anyhow::Result<u32> {
     let mut cmd = Command::new(exe);
+    cmd.env(SUPERVISOR_PROCESS_ENV, "1");
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -752,7 +761,6 @@ pub fn spawn_detached(exe: &Path, args: &[&OsStr]) -> anyhow::Result<u32> {
         // A crash-test hook of the host's must not follow it into the
         // supervisor and its wake.
         .env_remove("REAGENT_CRASH_AFTER_COMMITS");
-    sys::new_session_on_exec(&mut cmd);
     let mut child = cmd
         .spawn()
         .with_context(|| format!("starting {}", exe.display()))?;
@@ -866,8 +874,6 @@ mod sys {
     use std::fs::File;
     use std::io;
     use std::os::fd::AsRawFd;
-    use std::os::unix::process::CommandExt;
-    use std::process::Command;
 
     pub fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
         loop {
@@ -945,21 +951,17 @@ mod sys {
         }
     }
 
-    /// Makes the command's process a session leader (no controlling
-    /// terminal, no hangups from ours).
-    pub fn new_session_on_exec(cmd: &mut Command) {
-        // SAFETY: the closure runs in the child between fork and exec; it
-        // calls only setsid (async-signal-safe) and reads errno, allocating
-        // nothing.
+    /// Makes the calling process a session leader (no controlling
+    /// terminal, no hangups from the one that started it). Called first
+    /// thing by the supervisor process: doing it in the parent between fork
+    /// and exec would force `fork` of a large host (wasmtime reserves a lot
+    /// of address space), where a plain spawn uses `posix_spawn`.
+    pub fn become_session_leader() {
+        // SAFETY: setsid has no preconditions; failure (already a leader)
+        // is harmless.
         #[allow(unsafe_code)]
         unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() == -1 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(())
-                }
-            });
+            libc::setsid();
         }
     }
 
