@@ -298,20 +298,18 @@ pub fn run(
         let store = ws.open_store(Duration::from_secs(30))?;
         let passes = pass(ws, &store, &sandbox, Some(id), &mut cache, progress)?;
         hibernate_all(ws, &store, &sandbox)?;
-        let store_pass = passes.into_iter().find(|(c, _)| *c == id).map(|(_, p)| p);
-        return match store_pass {
-            Some(p) => Ok(p),
-            None => {
-                let c = store
-                    .campaign(id)?
-                    .with_context(|| format!("no campaign {id}"))?;
-                Ok(Pass {
-                    state: c.state,
-                    in_flight: 0,
-                    changed: false,
-                })
-            }
-        };
+        let c = store
+            .campaign(id)?
+            .with_context(|| format!("no campaign {id}"))?;
+        let in_flight = passes
+            .into_iter()
+            .find(|(c, _)| *c == id)
+            .map_or(0, |(_, p)| p.in_flight);
+        return Ok(Pass {
+            state: c.state,
+            in_flight,
+            changed: false,
+        });
     }
 
     // A `reagent wake` holds the socket for a moment and leaves; a
@@ -343,7 +341,9 @@ pub fn run(
     let mut waiting: Vec<UnixStream> = Vec::new();
     let result = loop {
         let store = ws.open_store(Duration::from_secs(60))?;
-        let passes = pass(ws, &store, &sandbox, Some(id), &mut cache, progress)?;
+        // Drive every active campaign of the workspace while we hold the
+        // socket (their jobs' wakes come to us); stop when `id` ends.
+        let passes = pass(ws, &store, &sandbox, None, &mut cache, progress)?;
         reply(std::mem::take(&mut waiting));
         let current = match passes.into_iter().find(|(c, _)| *c == id) {
             Some((_, p)) => p,
@@ -359,6 +359,7 @@ pub fn run(
             }
         };
         if !current.state.is_active() {
+            hibernate_all(ws, &store, &sandbox)?;
             break current;
         }
         if current.changed {

@@ -124,6 +124,7 @@ fn a_campaign_runs_to_a_proposal_that_beats_the_baseline() {
         );
     }
     assert_eq!(first["assignments"]["optimizer"], "sgd");
+    assert_eq!(first["assignments"]["layers"], 0, "typed values: {first}");
     let md = text(&p.reagent(&["report", "1"]));
     assert!(md.contains("# Improvement proposal: toy"), "{md}");
     assert!(md.contains("## Config change vs baseline"), "{md}");
@@ -269,4 +270,65 @@ fn a_plan_without_approval_launches_nothing() {
         !p.path(".reagent/jobs").read_dir().unwrap().any(|_| true),
         "no job folder"
     );
+}
+
+#[test]
+fn approving_by_id_and_running_from_another_directory() {
+    let p = Project::new(|t| t.replace("max_trials = 24", "max_trials = 9"));
+    let v = p.json(&["plan", "toy.toml", "--json"]);
+    assert_eq!(v["state"], "awaiting-approval");
+    // From `/`, as cron or a supervisor would: paths come from the campaign
+    // file's folder, not the current directory.
+    let o = p
+        .command(&["run", "1", "--yes"])
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("plan approved by"), "{}", text(&o));
+    let r = p.json(&["report", "1", "--format", "json"]);
+    assert_eq!(r["state"], "finished");
+    assert_eq!(r["trials"]["failed"], 0, "{r}");
+}
+
+#[test]
+fn pause_stops_launches_but_keeps_recording_results() {
+    let p = Project::new(|t| t.replace("max_trials = 24", "max_trials = 12"));
+    let o = p.reagent(&["run", "toy.toml", "--yes", "--detach"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = p.reagent(&["pause", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // The jobs in flight finish and are recorded; nothing new launches.
+    let start = Instant::now();
+    loop {
+        let s = p.json(&["status", "1", "--json"]);
+        if s["trials"]["running"] == 0 {
+            assert!(s["trials"]["succeeded"].as_u64().unwrap() >= 1, "{s}");
+            assert_eq!(s["paused"], true);
+            assert_ne!(s["state"], "finished");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = p
+        .json(&["trials", "1", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] != "queued")
+        .count();
+    p.reagent(&["wake"]);
+    let after = p
+        .json(&["trials", "1", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] != "queued")
+        .count();
+    assert_eq!(before, after, "a wake launches nothing while paused");
+    let o = p.reagent(&["resume", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let s = p.wait_finished("1", Duration::from_secs(60));
+    assert_eq!(s["state"], "finished");
 }

@@ -121,7 +121,13 @@ fn one() -> f64 {
 #[serde(untagged)]
 enum MetricsFile {
     Named(String),
-    Regex { regex: String },
+    Regex(RegexFile),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegexFile {
+    regex: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,7 +191,7 @@ struct StrategiesFile {
     #[serde(default)]
     debugger: Option<Spanned<String>>,
     #[serde(default)]
-    limits: Option<Limits>,
+    limits: Option<Spanned<Limits>>,
     #[serde(default)]
     grants: Option<Grants>,
 }
@@ -603,8 +609,14 @@ pub fn load(path: &Path) -> Result<Campaign, ConfigError> {
         column: 0,
         message: format!("cannot read the campaign file: {e}"),
     })?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    parse(&file, &text, base)
+    // Jobs and `reagent wake` run from anywhere (cron, a supervisor), so
+    // paths relative to the campaign file are made absolute now.
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let base = parent.canonicalize().unwrap_or(parent);
+    parse(&file, &text, &base)
 }
 
 /// Parses and resolves campaign text. Relative paths resolve against `base`.
@@ -667,6 +679,15 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Campaign, ConfigErro
                 "the holdout metric must differ from the objective metric",
             ));
         }
+        Some(h) if !valid_name(h.get_ref()) => {
+            return Err(loc.at(
+                h.span(),
+                format!(
+                    "holdout metric {:?}: use letters, digits and _",
+                    h.get_ref()
+                ),
+            ));
+        }
         Some(h) => Some(h.get_ref().clone()),
         None => None,
     };
@@ -677,6 +698,26 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Campaign, ConfigErro
             return Err(loc.at(
                 g.span(),
                 format!("guard on `{}` needs `max` or `min`", gf.metric),
+            ));
+        }
+        if !valid_name(&gf.metric) {
+            return Err(loc.at(
+                g.span(),
+                format!("guard metric {:?}: use letters, digits and _", gf.metric),
+            ));
+        }
+        if holdout.as_deref() == Some(gf.metric.as_str()) {
+            return Err(loc.at(
+                g.span(),
+                "a guard on the holdout metric would use it to choose; the holdout is only reported",
+            ));
+        }
+        if let (Some(lo), Some(hi)) = (gf.min, gf.max)
+            && lo > hi
+        {
+            return Err(loc.at(
+                g.span(),
+                format!("guard on `{}` has min {lo} > max {hi}", gf.metric),
             ));
         }
         guards.push(Guard {
@@ -751,7 +792,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Campaign, ConfigErro
                     format!("metrics {s:?}: expected \"jsonl\" or {{ regex = '…' }}"),
                 ));
             }
-            MetricsFile::Regex { regex } => {
+            MetricsFile::Regex(RegexFile { regex }) => {
                 let re = regex::Regex::new(regex).map_err(|e| {
                     loc.at(m.span(), format!("metrics regex does not compile: {e}"))
                 })?;
@@ -762,6 +803,23 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Campaign, ConfigErro
             }
         },
     };
+    let params_file = raw
+        .job
+        .params_file
+        .clone()
+        .unwrap_or_else(|| "params.json".into());
+    let params_ok = !params_file.is_empty()
+        && params_file.len() <= 200
+        && !params_file.starts_with('.')
+        && params_file
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '/' && c != '\\');
+    if !params_ok {
+        return Err(loc.at(
+            raw.job.command.span(),
+            format!("[job] params_file {params_file:?} must be a plain file name (no `/`, not starting with `.`)"),
+        ));
+    }
     let workdir = match &raw.job.workdir {
         Some(w) => base.join(w),
         None => base.to_path_buf(),
@@ -790,6 +848,11 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Campaign, ConfigErro
     }
     if b.max_parallel == 0 {
         return Err(at_budget("budget.max_parallel must be at least 1".into()));
+    }
+    if b.confirm_replicates == 0 {
+        return Err(at_budget(
+            "budget.confirm_replicates must be at least 1 (the winner and the baseline are re-run with this many fresh seeds)".into(),
+        ));
     }
     if b.baseline_replicates == 0 {
         return Err(at_budget(
@@ -839,6 +902,13 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Campaign, ConfigErro
             b.cpu_hours
         )));
     }
+    let gpu_reservation = resources.gpus * time_limit.as_secs_f64() / 3600.0;
+    if gpu_reservation > b.gpu_hours && resources.gpus > 0.0 {
+        return Err(at_budget(format!(
+            "one trial reserves {gpu_reservation:.3} GPU-hours (gpus × time_limit) but the budget is {} GPU-hours: not even one trial fits",
+            b.gpu_hours
+        )));
+    }
 
     // Strategies.
     let source =
@@ -874,10 +944,15 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Campaign, ConfigErro
                 }
             }
         };
-    let limits = raw.strategies.limits.clone().unwrap_or_default();
-    limits
-        .check()
-        .map_err(|m| loc.at(0..0, format!("[strategies] {m}")))?;
+    let limits = match &raw.strategies.limits {
+        Some(l) => {
+            l.get_ref()
+                .check()
+                .map_err(|m| loc.at(l.span(), format!("[strategies] {m}")))?;
+            l.get_ref().clone()
+        }
+        None => Limits::default(),
+    };
     let strategies = StrategiesConfig {
         generator: source(&raw.strategies.generator, "builtin:three-phase")?,
         debugger: source(&raw.strategies.debugger, "builtin:runbook")?,
@@ -899,7 +974,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Campaign, ConfigErro
             backend,
             command,
             env: raw.job.env.into_iter().collect(),
-            params_file: raw.job.params_file.unwrap_or_else(|| "params.json".into()),
+            params_file,
             workdir,
             time_limit,
             resources,

@@ -390,7 +390,7 @@ impl View {
         let direction = self.spec().objective.direction;
         let mut best: Option<(u64, Summary, f64)> = None;
         for h in &self.hypotheses {
-            if h.id == 0 || h.status == HypothesisStatus::Excluded {
+            if h.id == 0 || h.status != HypothesisStatus::Active {
                 continue;
             }
             if self
@@ -470,7 +470,7 @@ impl<'a> Engine<'a> {
     pub fn advance(&mut self, id: u64) -> anyhow::Result<Pass> {
         let mut changed = false;
         let mut view = View::load(self.store, id)?;
-        if !view.row.state.is_active() || view.row.paused {
+        if !view.row.state.is_active() {
             return Ok(Pass {
                 state: view.row.state,
                 in_flight: view.in_flight(),
@@ -478,6 +478,14 @@ impl<'a> Engine<'a> {
             });
         }
         changed |= self.reconcile(&mut view)?;
+        if view.row.paused {
+            // Paused: results are still recorded, nothing new starts.
+            return Ok(Pass {
+                state: view.row.state,
+                in_flight: view.in_flight(),
+                changed,
+            });
+        }
         // A bounded number of rounds: each either changes something or stops.
         for _ in 0..64 {
             let step = self.step(&mut view)?;
@@ -629,8 +637,9 @@ impl<'a> Engine<'a> {
         let (cpu_left, gpu_left) = self.cpu_left(view);
         let (rc, rg) = (spec.cpu_reservation(), spec.gpu_reservation());
         let eps = 1e-9;
-        let cpu_ok =
-            spec.budget.cpu_hours <= 0.0 && rc <= 0.0 || rc * (1 + hold) as f64 <= cpu_left + eps;
+        // A budget of 0 CPU-hours means CPU time is not budgeted (a
+        // GPU-only budget); the file must budget at least one of the two.
+        let cpu_ok = spec.budget.cpu_hours <= 0.0 || rc * (1 + hold) as f64 <= cpu_left + eps;
         let gpu_ok = rg <= 0.0 || rg * (1 + hold) as f64 <= gpu_left + eps;
         let trials_ok = view.row.ledger.launched < spec.budget.max_trials;
         cpu_ok && gpu_ok && trials_ok
@@ -644,14 +653,21 @@ impl<'a> Engine<'a> {
         let spec = &view.row.spec;
         let a = allotment(spec);
         let needed = (a.baseline + a.confirm + 2) as f64;
-        let cpu_fits = spec.cpu_reservation() * needed <= spec.budget.cpu_hours + 1e-9;
+        let cpu_fits = spec.budget.cpu_hours <= 0.0
+            || spec.cpu_reservation() * needed <= spec.budget.cpu_hours + 1e-9;
         let gpu_fits = spec.gpu_reservation() <= 0.0
             || spec.gpu_reservation() * needed <= spec.budget.gpu_hours + 1e-9;
         if cpu_fits && gpu_fits { a.confirm } else { 0 }
     }
 
     fn past_deadline(&self, view: &View) -> bool {
-        match (view.row.spec.budget.deadline, view.row.started_ms) {
+        let start = view
+            .row
+            .approved
+            .as_ref()
+            .map(|a| a.at_ms)
+            .or(view.row.started_ms);
+        match (view.row.spec.budget.deadline, start) {
             (Some(d), Some(start)) => now_ms() > start + d.as_millis() as u64,
             _ => false,
         }
@@ -1214,8 +1230,20 @@ impl<'a> Engine<'a> {
                 .trials
                 .iter()
                 .any(|t| t.id == next.0 && t.hypothesis == 0 && t.stage != Stage::Confirm);
-            if !self.affordable(view, if is_baseline { 0 } else { hold }) {
-                // Not enough budget: drop what is queued for exploration.
+            let exploring = !is_baseline && next.1 < Stage::Confirm;
+            let late = exploring && self.past_deadline(view);
+            if late || !self.affordable(view, if is_baseline { 0 } else { hold }) {
+                if !late && view.in_flight() > 0 {
+                    // Running trials usually settle below their reservation:
+                    // wait for them before giving up on this one.
+                    break;
+                }
+                // Not enough budget (or past the deadline): drop it.
+                let reason = if late {
+                    "the campaign's deadline has passed"
+                } else {
+                    "the budget cannot cover it"
+                };
                 let tid = next.0;
                 let id = view.row.id;
                 let t = view.trials.iter_mut().find(|t| t.id == tid).unwrap();
@@ -1227,7 +1255,7 @@ impl<'a> Engine<'a> {
                         Some(id),
                         EventBody::TrialDropped {
                             id: tid,
-                            reason: "the budget cannot cover it".into(),
+                            reason: reason.into(),
                         },
                     )?;
                     Ok(())
@@ -1375,6 +1403,12 @@ impl<'a> Engine<'a> {
             .filter(|(_, v)| !v.is_finite())
             .map(|(k, v)| format!("{k} = {v}"))
             .collect();
+        let non_finite: Vec<String> = outcome
+            .metrics
+            .iter()
+            .filter(|(_, v)| !v.is_finite())
+            .map(|(k, _)| k.clone())
+            .collect();
         outcome.metrics.retain(|_, v| v.is_finite());
         for points in outcome.curves.values_mut() {
             points.retain(|(_, v)| v.is_finite());
@@ -1402,21 +1436,30 @@ impl<'a> Engine<'a> {
             && !outcome.memory_exceeded;
         let succeeded = clean_exit && objective.is_some_and(f64::is_finite);
         let hours = outcome.wall_secs / 3600.0;
-        let (spent_cpu, spent_gpu) = (
-            spec.job.resources.cpus * hours,
-            spec.job.resources.gpus * hours,
-        );
         let mut guard_violation = None;
         for g in &spec.objective.guards {
-            if let Some(v) = outcome.metrics.get(&g.metric)
-                && (g.max.is_some_and(|m| *v > m)
-                    || g.min.is_some_and(|m| *v < m)
-                    || !v.is_finite())
+            if non_finite.contains(&g.metric) {
+                guard_violation = Some(format!("guard `{}` is not a finite number", g.metric));
+            } else if let Some(v) = outcome.metrics.get(&g.metric)
+                && (g.max.is_some_and(|m| *v > m) || g.min.is_some_and(|m| *v < m))
             {
                 guard_violation = Some(format!("guard `{}` = {v} outside its limit", g.metric));
             }
         }
         let t = view.trials.iter_mut().find(|t| t.id == tid).unwrap();
+        // Settle to actual use, never above the reservation: the supervisor
+        // enforces the time limit, and its kill grace is not the job's to pay.
+        let cap = |reserved: f64, used: f64| {
+            if reserved > 0.0 {
+                used.min(reserved)
+            } else {
+                used
+            }
+        };
+        let (spent_cpu, spent_gpu) = (
+            cap(t.reserved_cpu, spec.job.resources.cpus * hours),
+            cap(t.reserved_gpu, spec.job.resources.gpus * hours),
+        );
         view.row.ledger.reserved_cpu = (view.row.ledger.reserved_cpu - t.reserved_cpu).max(0.0);
         view.row.ledger.reserved_gpu = (view.row.ledger.reserved_gpu - t.reserved_gpu).max(0.0);
         view.row.ledger.spent_cpu += spent_cpu;
@@ -1499,7 +1542,17 @@ impl<'a> Engine<'a> {
             timed_out: outcome.timed_out,
             stopped_early: outcome.stopped_early.is_some(),
             log_tail: {
-                let mut tail = outcome.log_tail.clone();
+                // The holdout metric is never shown to strategies: drop
+                // lines of the log that mention it.
+                let mut tail = match &spec.objective.holdout {
+                    Some(h) => outcome
+                        .log_tail
+                        .lines()
+                        .filter(|l| !l.contains(h.as_str()))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    None => outcome.log_tail.clone(),
+                };
                 if let Some(reason) = &outcome.stopped_early {
                     tail.push_str(&format!("\nreagent: stopped early: {reason}"));
                 }
@@ -1784,11 +1837,21 @@ impl<'a> Engine<'a> {
             } else {
                 TrialStatus::Cancelled
             };
+            // A cancelled job used its time so far (capped at its reservation).
+            let hours = t
+                .launched_ms
+                .map_or(0.0, |l| now_ms().saturating_sub(l) as f64 / 3_600_000.0);
+            let resources = view.row.spec.job.resources;
+            t.spent_cpu = (resources.cpus * hours).min(reserved.0);
+            t.spent_gpu = (resources.gpus * hours).min(reserved.1);
             t.reserved_cpu = 0.0;
             t.reserved_gpu = 0.0;
+            t.finished_ms = Some(now_ms());
             let row = t.clone();
             view.row.ledger.reserved_cpu = (view.row.ledger.reserved_cpu - reserved.0).max(0.0);
             view.row.ledger.reserved_gpu = (view.row.ledger.reserved_gpu - reserved.1).max(0.0);
+            view.row.ledger.spent_cpu += row.spent_cpu;
+            view.row.ledger.spent_gpu += row.spent_gpu;
             self.commit(&view, |tx| {
                 tx.put_trial(id, &row)?;
                 tx.append(

@@ -99,8 +99,9 @@ pub fn print_progress(p: Progress) {
             stage,
         } => {
             println!(
-                "{} [c{campaign}] generator proposed {count} hypotheses for {}",
+                "{} [c{campaign}] generator proposed {count} hypothes{} for {}",
                 ts(),
+                if count == 1 { "is" } else { "es" },
                 stage.name()
             )
         }
@@ -254,7 +255,9 @@ fn print_plan(row: &CampaignRow, preflight: &[String], slate: &[String]) {
         println!(
             "  {:<16} {:<12} baseline {}",
             k.name,
-            crate::strategy::validate::kind_name(&k.kind),
+            crate::strategy::validate::kind_name(&k.kind)
+                .trim_start_matches("an ")
+                .trim_start_matches("a "),
             render_value(&k.baseline)
         );
     }
@@ -452,6 +455,49 @@ fn preview_slate(spec: &Campaign, sandbox: &Sandbox) -> Vec<String> {
     }
 }
 
+fn value_json(v: &crate::strategy::Value) -> serde_json::Value {
+    match v {
+        crate::strategy::Value::Float(x) => serde_json::json!(x),
+        crate::strategy::Value::Int(i) => serde_json::json!(i),
+        crate::strategy::Value::Choice(s) => serde_json::json!(s),
+        crate::strategy::Value::Flag(b) => serde_json::json!(b),
+    }
+}
+
+/// Records the operator's approval of campaign `id`'s plan.
+fn approve(store: &Store, id: u64) -> anyhow::Result<()> {
+    let mut row = store
+        .campaign(id)?
+        .with_context(|| format!("no campaign {id}"))?;
+    let by = user();
+    let from = row.state;
+    row.approved = Some(ApprovalRecord {
+        by: by.clone(),
+        at_ms: now_ms(),
+        note: "approved on the command line (--yes)".into(),
+    });
+    row.state = CampaignState::Running;
+    store.write(|tx| {
+        tx.append(
+            Some(id),
+            EventBody::PlanApproved {
+                by,
+                note: "approved on the command line (--yes)".into(),
+            },
+        )?;
+        tx.append(
+            Some(id),
+            EventBody::StateChanged {
+                from,
+                to: CampaignState::Running,
+                reason: "plan approved".into(),
+            },
+        )?;
+        tx.put_campaign(&row)?;
+        Ok(())
+    })
+}
+
 /// Resolves `target` (a campaign id, or a campaign file to plan first).
 fn target_id(ws: &Workspace, target: &str, yes: bool) -> anyhow::Result<u64> {
     if let Ok(id) = target.parse::<u64>() {
@@ -464,7 +510,7 @@ fn target_id(ws: &Workspace, target: &str, yes: bool) -> anyhow::Result<u64> {
     let (id, state) = plan(ws, path, yes, false)?;
     if state == CampaignState::AwaitingApproval {
         bail!(
-            "campaign {id} awaits approval; approve the plan with `reagent plan {target} --yes`, or run it with `reagent run {target} --yes`"
+            "campaign {id} was registered and awaits approval; approve and run it with `reagent run {id} --yes`"
         );
     }
     Ok(id)
@@ -478,14 +524,27 @@ pub fn run(ws: &Workspace, target: &str, detach: bool, yes: bool) -> anyhow::Res
             .campaign(id)?
             .with_context(|| format!("no campaign {id} in {}", ws.dir.display()))?;
         match c.state {
+            CampaignState::AwaitingApproval | CampaignState::Draft if yes => {
+                approve(&store, id)?;
+                println!("campaign {id}: plan approved by {}", user());
+            }
             CampaignState::AwaitingApproval | CampaignState::Draft => {
                 bail!(
-                    "campaign {id} awaits approval of its plan; nothing launches before it is approved"
+                    "campaign {id} awaits approval of its plan; nothing launches before it is approved (approve it as {} with `reagent run {id} --yes`)",
+                    user()
                 )
             }
-            s if s.is_terminal() => {
-                println!("campaign {id} is already {}", s.name());
+            CampaignState::Finished => {
+                println!("campaign {id} is already finished (`reagent report {id}`)");
                 return Ok(ExitCode::SUCCESS);
+            }
+            s if s.is_terminal() => {
+                println!(
+                    "campaign {id} is {}{}",
+                    s.name(),
+                    c.note.map_or(String::new(), |n| format!(": {n}"))
+                );
+                return Ok(ExitCode::from(EXIT_FAILED));
             }
             _ => {}
         }
@@ -628,7 +687,7 @@ pub fn trials(ws: &Workspace, id: u64, json: bool) -> anyhow::Result<ExitCode> {
             .map(|t| {
                 let assignments: serde_json::Map<String, serde_json::Value> = crate::campaign::engine::full_config(&view.row.spec, &t.assignments)
                     .into_iter()
-                    .map(|(k, v)| (k, serde_json::Value::String(render_value(&v))))
+                    .map(|(k, v)| (k, value_json(&v)))
                     .collect();
                 serde_json::json!({
                     "id": t.id,
@@ -638,7 +697,7 @@ pub fn trials(ws: &Workspace, id: u64, json: bool) -> anyhow::Result<ExitCode> {
                     "seed": t.seed,
                     "attempt": t.attempt,
                     "assignments": assignments,
-                    "changes": t.assignments.iter().map(|a| (a.knob.clone(), serde_json::Value::String(render_value(&a.value)))).collect::<serde_json::Map<_, _>>(),
+                    "changes": t.assignments.iter().map(|a| (a.knob.clone(), value_json(&a.value))).collect::<serde_json::Map<_, _>>(),
                     "metrics": t.metrics,
                     "failure": t.diagnosis.as_ref().map(|d| crate::strategy::failure_class_name(d.class)),
                     "action": t.action_taken,

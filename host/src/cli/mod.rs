@@ -14,9 +14,9 @@ pub mod strategy;
 /// Reagent: proposes hypotheses, runs training jobs, debugs failures and
 /// hands back an improvement proposal with measured evidence.
 ///
-/// Exit codes: 0 success; 1 the campaign halted or an operation failed (a
-/// refused component, a strategy call that hit a limit); 2 bad usage or bad
-/// input (a campaign file, an unknown ID).
+/// Exit codes: 0 success; 1 the campaign halted or was cancelled, `strategy
+/// inspect` refused a component, or `strategy try` hit a limit; 2 bad usage
+/// or bad input (a campaign file, an unknown ID, a failed preflight check).
 #[derive(Debug, Parser)]
 #[command(name = "reagent", version, about, long_about)]
 pub struct Cli {
