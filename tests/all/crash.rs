@@ -116,3 +116,69 @@ fn killing_the_host_after_any_commit_loses_nothing_and_runs_nothing_twice() {
         "most kill points were exercised ({kill_points} of {total})"
     );
 }
+
+fn read_pid(path: &std::path::Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+#[test]
+fn killed_supervisors_and_jobs_are_diagnosed_and_the_campaign_goes_on() {
+    let p = Project::new(|t| {
+        t.replace("max_trials = 24", "max_trials = 14").replace(
+            "resources = { cpus = 1 }",
+            "resources = { cpus = 1 }\nenv = { TOY_SLEEP = \"1\" }",
+        )
+    });
+    let mut run = p.command(&["run", "toy.toml", "--yes"]).spawn().unwrap();
+    let jobs = p.path(".reagent/jobs");
+    // Wait for the first two baseline jobs to be running.
+    let start = std::time::Instant::now();
+    let (a, b) = loop {
+        let a = jobs.join("c1-t1");
+        let b = jobs.join("c1-t2");
+        if read_pid(&a.join("job.pid")).is_some() && read_pid(&b.join("job.pid")).is_some() {
+            break (a, b);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "jobs did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // SIGKILL the supervisor of one job, and the other job's process group.
+    let supervisor = read_pid(&a.join("supervisor.pid")).unwrap();
+    let job = read_pid(&b.join("job.pid")).unwrap();
+    // SAFETY: kill has no memory-safety preconditions.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(supervisor, libc::SIGKILL);
+        libc::kill(-job, libc::SIGKILL);
+    }
+    let status = run.wait().unwrap();
+    assert!(status.success(), "the campaign still finishes");
+    let trials = p.json(&["trials", "1", "--json"]);
+    let find = |id: u64| {
+        trials
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    let lost = find(1);
+    assert_eq!(lost["status"], "failed", "{lost}");
+    assert!(
+        lost["action"].as_str().unwrap().starts_with("retry"),
+        "{lost}"
+    );
+    let killed = find(2);
+    assert_eq!(killed["status"], "failed", "{killed}");
+    assert_eq!(killed["failure"], "killed", "{killed}");
+    assert!(
+        killed["action"].as_str().unwrap().starts_with("retry"),
+        "{killed}"
+    );
+    let s = p.json(&["status", "1", "--json"]);
+    assert_eq!(s["state"], "finished", "{s}");
+}
