@@ -137,7 +137,7 @@ fn failures_go_through_the_debugger_to_the_right_action() {
         t.replace("time_limit = \"20s\"", "time_limit = \"3s\"")
             .replace(
                 "resources = { cpus = 1 }",
-                "resources = { cpus = 1 }\nenv = { FAIL_T4 = \"oom\", FAIL_T5 = \"nan\", FAIL_T6 = \"timeout\", FAIL_T7 = \"crash\", FAIL_T8 = \"nometric\" }",
+                "resources = { cpus = 1 }\nenv = { FAIL_T4 = \"oom\", FAIL_T5 = \"nan\", FAIL_T6 = \"timeout\", FAIL_T7 = \"crash\", FAIL_T8 = \"nometric\", FAIL_T9 = \"garbage\" }",
             )
             .replace("max_trials = 24", "max_trials = 14")
     });
@@ -177,6 +177,10 @@ fn failures_go_through_the_debugger_to_the_right_action() {
     let t8 = by_id(8);
     assert_eq!(t8["failure"], "missing-metrics", "{t8}");
     assert!(t8["action"].as_str().unwrap().contains("escalated"), "{t8}");
+    // Garbage in the metrics file: the trial fails for missing metrics.
+    let t9 = by_id(9);
+    assert_eq!(t9["status"], "failed", "{t9}");
+    assert_eq!(t9["failure"], "missing-metrics", "{t9}");
     // The retries ran and the campaign still reached a proposal.
     let r = p.json(&["report", "1", "--format", "json"]);
     assert_eq!(r["state"], "finished", "{r}");
@@ -331,4 +335,20 @@ fn pause_stops_launches_but_keeps_recording_results() {
     assert!(o.status.success(), "{}", text(&o));
     let s = p.wait_finished("1", Duration::from_secs(60));
     assert_eq!(s["state"], "finished");
+}
+
+#[test]
+fn a_corrupted_database_is_a_clear_error_and_is_left_alone() {
+    let p = Project::new(|t| t);
+    let db = p.path(".reagent/reagent.redb");
+    std::fs::write(&db, vec![0x5a; 16 << 10]).unwrap();
+    let o = p.reagent(&["status"]);
+    assert_eq!(o.status.code(), Some(2));
+    let out = text(&o);
+    assert!(
+        out.contains("is damaged or not a reagent database"),
+        "{out}"
+    );
+    assert!(out.contains("Nothing was changed"), "{out}");
+    assert_eq!(std::fs::read(&db).unwrap(), vec![0x5a; 16 << 10]);
 }

@@ -814,6 +814,25 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Campaign, ConfigErro
         && params_file
             .chars()
             .all(|c| c.is_ascii_graphic() && c != '/' && c != '\\');
+    use crate::jobs::local as files;
+    let job_files = [
+        files::SPEC_FILE,
+        files::STATUS_FILE,
+        files::SUPERVISOR_PID_FILE,
+        files::LOCK_FILE,
+        files::JOB_PID_FILE,
+        files::STDOUT_FILE,
+        files::STDERR_FILE,
+        files::METRICS_FILE,
+        files::WAKE_LOG_FILE,
+        files::SUPERVISOR_LOG_FILE,
+    ];
+    if job_files.contains(&params_file.as_str()) {
+        return Err(loc.at(
+            raw.job.command.span(),
+            format!("[job] params_file {params_file:?} is a file the job folder already uses; pick another name"),
+        ));
+    }
     if !params_ok {
         return Err(loc.at(
             raw.job.command.span(),

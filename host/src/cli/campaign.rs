@@ -412,7 +412,9 @@ pub fn plan(
                 "approved by {}; start it with `reagent run {id}` (or `reagent run {id} --detach`)",
                 row.approved.as_ref().map_or("?", |a| a.by.as_str())
             ),
-            _ => println!("awaiting approval: re-run with --yes to approve it as {by}"),
+            _ => println!(
+                "awaiting approval: approve and start it as {by} with `reagent run {id} --yes`"
+            ),
         }
     }
     Ok((id, row.state))
