@@ -122,9 +122,19 @@ impl Workspace {
     }
 }
 
-/// Strategies loaded in this process, kept across passes.
-pub type StrategyCache =
-    std::collections::HashMap<String, std::sync::Arc<crate::sandbox::Strategy>>;
+/// What a driver keeps across passes: loaded strategies, and campaign
+/// views (valid while nobody else committed).
+#[derive(Default)]
+pub struct StrategyCache {
+    strategies: std::collections::HashMap<String, std::sync::Arc<crate::sandbox::Strategy>>,
+    views: std::collections::HashMap<u64, (u64, crate::campaign::engine::View)>,
+}
+
+impl StrategyCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
 
 /// Advances every active campaign (or just `only`) once.
 pub fn pass(
@@ -139,7 +149,8 @@ pub fn pass(
     let mut engine = Engine::new(store, sandbox, &backend, Some(ws.wake_command()?), |p| {
         progress(p)
     })
-    .with_strategies(std::mem::take(cache));
+    .with_strategies(std::mem::take(&mut cache.strategies))
+    .with_views(std::mem::take(&mut cache.views));
     let mut out = Vec::new();
     for c in store.campaigns()? {
         if only.is_some_and(|id| id != c.id) || !c.state.is_active() {
@@ -148,7 +159,9 @@ pub fn pass(
         engine.resume_running(c.id)?;
         out.push((c.id, engine.advance(c.id)?));
     }
-    *cache = engine.into_strategies();
+    let (strategies, views) = engine.into_parts();
+    cache.strategies = strategies;
+    cache.views = views;
     Ok(out)
 }
 

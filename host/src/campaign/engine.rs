@@ -99,6 +99,9 @@ pub struct Engine<'a> {
     pub wake: Option<WakeCommand>,
     progress: Box<dyn FnMut(Progress) + 'a>,
     strategies: HashMap<String, Arc<Strategy>>,
+    /// Campaign views kept across passes, each valid while the store's head
+    /// is the seq it was taken at (any commit by anyone moves the head).
+    views: HashMap<u64, (u64, View)>,
 }
 
 /// The full configuration of a trial: baseline overridden by `changes`.
@@ -433,6 +436,7 @@ impl<'a> Engine<'a> {
             wake,
             progress: Box::new(progress),
             strategies: HashMap::new(),
+            views: HashMap::new(),
         }
     }
 
@@ -446,6 +450,27 @@ impl<'a> Engine<'a> {
     /// The loaded strategies, to hand to the next engine.
     pub fn into_strategies(self) -> HashMap<String, Arc<Strategy>> {
         self.strategies
+    }
+
+    /// Reuses campaign views from an earlier engine (see `views`).
+    pub fn with_views(mut self, views: HashMap<u64, (u64, View)>) -> Self {
+        self.views = views;
+        self
+    }
+
+    /// Takes the strategies and views, to hand to the next engine.
+    pub fn into_parts(self) -> (HashMap<String, Arc<Strategy>>, HashMap<u64, (u64, View)>) {
+        (self.strategies, self.views)
+    }
+
+    /// The campaign's view: the cached one if nothing was committed since,
+    /// else read from the store.
+    fn view(&mut self, id: u64) -> anyhow::Result<View> {
+        let head = self.store.head()?.0;
+        match self.views.remove(&id) {
+            Some((at, view)) if at == head => Ok(view),
+            _ => View::load(self.store, id),
+        }
     }
 
     fn say(&mut self, p: Progress) {
@@ -468,8 +493,17 @@ impl<'a> Engine<'a> {
 
     /// Drives one campaign as far as it can go without waiting.
     pub fn advance(&mut self, id: u64) -> anyhow::Result<Pass> {
+        // On error the view is not kept: it may hold uncommitted changes.
+        let mut view = self.view(id)?;
+        let pass = self.advance_view(&mut view)?;
+        let head = self.store.head()?.0;
+        self.views.insert(id, (head, view));
+        Ok(pass)
+    }
+
+    fn advance_view(&mut self, view: &mut View) -> anyhow::Result<Pass> {
+        let id = view.row.id;
         let mut changed = false;
-        let mut view = View::load(self.store, id)?;
         if !view.row.state.is_active() {
             return Ok(Pass {
                 state: view.row.state,
@@ -477,7 +511,7 @@ impl<'a> Engine<'a> {
                 changed,
             });
         }
-        changed |= self.reconcile(&mut view)?;
+        changed |= self.reconcile(view)?;
         if view.row.paused {
             // Paused: results are still recorded, nothing new starts.
             return Ok(Pass {
@@ -488,14 +522,14 @@ impl<'a> Engine<'a> {
         }
         // A bounded number of rounds: each either changes something or stops.
         for _ in 0..64 {
-            let step = self.step(&mut view)?;
+            let step = self.step(view)?;
             changed |= step;
             if !step || view.row.state.is_terminal() {
                 break;
             }
         }
         if changed && view.row.state.is_active() {
-            let text = summary_line(&view);
+            let text = summary_line(view);
             self.say(Progress::Summary { campaign: id, text });
         }
         Ok(Pass {
@@ -1044,8 +1078,10 @@ impl<'a> Engine<'a> {
         let count = rows.len();
         let rows_for_tx = rows.clone();
         let trials_for_tx = trials.clone();
+        let mut call_seq = None;
         self.commit(view, |tx| {
             let seq = self.record_call(tx, id, "generator", &record)?;
+            call_seq = Some(seq);
             tx.put_memory(id, "generator", &memory)?;
             for mut h in rows_for_tx {
                 h.call_seq = Some(seq);
@@ -1076,6 +1112,9 @@ impl<'a> Engine<'a> {
             }
             Ok(())
         })?;
+        for h in &mut rows {
+            h.call_seq = call_seq;
+        }
         view.hypotheses.extend(rows);
         view.trials.extend(trials);
         self.say(Progress::Proposed {
