@@ -129,7 +129,11 @@ fn killed_supervisors_and_jobs_are_diagnosed_and_the_campaign_goes_on() {
             "resources = { cpus = 1 }\nenv = { TOY_SLEEP = \"1\" }",
         )
     });
-    let mut run = p.command(&["run", "toy.toml", "--yes"]).spawn().unwrap();
+    let mut run = p
+        .command(&["run", "toy.toml", "--yes"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let jobs = p.path(".reagent/jobs");
     // Wait for the first two baseline jobs to be running.
     let start = std::time::Instant::now();
