@@ -126,8 +126,8 @@ impl Workspace {
 /// views (valid while nobody else committed).
 #[derive(Default)]
 pub struct StrategyCache {
-    strategies: std::collections::HashMap<String, std::sync::Arc<crate::sandbox::Strategy>>,
-    views: std::collections::HashMap<u64, (u64, crate::campaign::engine::View)>,
+    strategies: crate::campaign::engine::LoadedStrategies,
+    views: crate::campaign::engine::CachedViews,
 }
 
 impl StrategyCache {

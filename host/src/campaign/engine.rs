@@ -98,11 +98,16 @@ pub struct Engine<'a> {
     pub backend: &'a dyn Backend,
     pub wake: Option<WakeCommand>,
     progress: Box<dyn FnMut(Progress) + 'a>,
-    strategies: HashMap<String, Arc<Strategy>>,
+    strategies: LoadedStrategies,
     /// Campaign views kept across passes, each valid while the store's head
     /// is the seq it was taken at (any commit by anyone moves the head).
-    views: HashMap<u64, (u64, View)>,
+    views: CachedViews,
 }
+
+/// Strategies loaded by source, reused across passes.
+pub type LoadedStrategies = HashMap<String, Arc<Strategy>>;
+/// Campaign id → (store head seq when taken, view).
+pub type CachedViews = HashMap<u64, (u64, View)>;
 
 /// The full configuration of a trial: baseline overridden by `changes`.
 pub fn full_config(spec: &Campaign, changes: &[Assignment]) -> Vec<(String, Value)> {
@@ -116,15 +121,6 @@ pub fn full_config(spec: &Campaign, changes: &[Assignment]) -> Vec<(String, Valu
             (k.name.clone(), v)
         })
         .collect()
-}
-
-fn value_json(v: &Value) -> serde_json::Value {
-    match v {
-        Value::Float(x) => serde_json::json!(x),
-        Value::Int(i) => serde_json::json!(i),
-        Value::Choice(s) => serde_json::json!(s),
-        Value::Flag(b) => serde_json::json!(b),
-    }
 }
 
 /// Substitutes `{knob}`, `{seed}` and `{trial}` in one argument.
@@ -170,6 +166,36 @@ fn mix(a: u64, b: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// Stores a newly queued trial with its event.
+fn put_queued(tx: &mut Tx, campaign: u64, t: &TrialRow) -> anyhow::Result<()> {
+    tx.append(
+        Some(campaign),
+        EventBody::TrialQueued {
+            id: t.id,
+            hypothesis: t.hypothesis,
+            seed: t.seed,
+            attempt: t.attempt,
+        },
+    )?;
+    tx.put_trial(campaign, t)
+}
+
+/// Stores a new hypothesis with its event.
+fn put_new_hypothesis(tx: &mut Tx, campaign: u64, h: &HypothesisRow) -> anyhow::Result<()> {
+    tx.append(
+        Some(campaign),
+        EventBody::HypothesisAdded {
+            id: h.id,
+            stage: h.stage,
+            origin: h.origin,
+            title: h.hypothesis.title.clone(),
+            assignments: h.hypothesis.assignments.clone(),
+            parents: h.hypothesis.parents.clone(),
+        },
+    )?;
+    tx.put_hypothesis(campaign, h)
 }
 
 /// Trial allotments per stage, from `max_trials` and the phase split.
@@ -442,24 +468,19 @@ impl<'a> Engine<'a> {
 
     /// Reuses strategies loaded by an earlier engine (a driver keeps them
     /// across passes; loading from the compile cache still costs ~1 ms).
-    pub fn with_strategies(mut self, strategies: HashMap<String, Arc<Strategy>>) -> Self {
+    pub fn with_strategies(mut self, strategies: LoadedStrategies) -> Self {
         self.strategies = strategies;
         self
     }
 
-    /// The loaded strategies, to hand to the next engine.
-    pub fn into_strategies(self) -> HashMap<String, Arc<Strategy>> {
-        self.strategies
-    }
-
     /// Reuses campaign views from an earlier engine (see `views`).
-    pub fn with_views(mut self, views: HashMap<u64, (u64, View)>) -> Self {
+    pub fn with_views(mut self, views: CachedViews) -> Self {
         self.views = views;
         self
     }
 
     /// Takes the strategies and views, to hand to the next engine.
-    pub fn into_parts(self) -> (HashMap<String, Arc<Strategy>>, HashMap<u64, (u64, View)>) {
+    pub fn into_parts(self) -> (LoadedStrategies, CachedViews) {
         (self.strategies, self.views)
     }
 
@@ -1085,30 +1106,10 @@ impl<'a> Engine<'a> {
             tx.put_memory(id, "generator", &memory)?;
             for mut h in rows_for_tx {
                 h.call_seq = Some(seq);
-                tx.append(
-                    Some(id),
-                    EventBody::HypothesisAdded {
-                        id: h.id,
-                        stage,
-                        origin: h.origin,
-                        title: h.hypothesis.title.clone(),
-                        assignments: h.hypothesis.assignments.clone(),
-                        parents: h.hypothesis.parents.clone(),
-                    },
-                )?;
-                tx.put_hypothesis(id, &h)?;
+                put_new_hypothesis(tx, id, &h)?;
             }
             for t in &trials_for_tx {
-                tx.append(
-                    Some(id),
-                    EventBody::TrialQueued {
-                        id: t.id,
-                        hypothesis: t.hypothesis,
-                        seed: t.seed,
-                        attempt: t.attempt,
-                    },
-                )?;
-                tx.put_trial(id, t)?;
+                put_queued(tx, id, t)?;
             }
             Ok(())
         })?;
@@ -1193,21 +1194,7 @@ impl<'a> Engine<'a> {
                 call_seq: None,
             };
             let r = row.clone();
-            self.commit(view, |tx| {
-                tx.append(
-                    Some(id),
-                    EventBody::HypothesisAdded {
-                        id: 0,
-                        stage: Stage::Validate,
-                        origin: Origin::Baseline,
-                        title: "baseline".into(),
-                        assignments: Vec::new(),
-                        parents: Vec::new(),
-                    },
-                )?;
-                tx.put_hypothesis(id, &r)?;
-                Ok(())
-            })?;
+            self.commit(view, |tx| put_new_hypothesis(tx, id, &r))?;
             view.hypotheses.push(row);
         }
         let assignments = view
@@ -1367,7 +1354,7 @@ impl<'a> Engine<'a> {
         }
         let mut params = serde_json::Map::new();
         for (k, v) in &config {
-            params.insert(k.clone(), value_json(v));
+            params.insert(k.clone(), crate::strategy::value_json(v));
         }
         params.insert("seed".into(), serde_json::json!(t.seed));
         params.insert("trial".into(), serde_json::json!(t.id));
@@ -1807,30 +1794,10 @@ impl<'a> Engine<'a> {
             }
             if let Some(mut h) = nh {
                 h.call_seq = seq;
-                tx.append(
-                    Some(id),
-                    EventBody::HypothesisAdded {
-                        id: h.id,
-                        stage: h.stage,
-                        origin: Origin::Debugger,
-                        title: h.hypothesis.title.clone(),
-                        assignments: h.hypothesis.assignments.clone(),
-                        parents: h.hypothesis.parents.clone(),
-                    },
-                )?;
-                tx.put_hypothesis(id, &h)?;
+                put_new_hypothesis(tx, id, &h)?;
             }
             if let Some(t) = &nt {
-                tx.append(
-                    Some(id),
-                    EventBody::TrialQueued {
-                        id: t.id,
-                        hypothesis: t.hypothesis,
-                        seed: t.seed,
-                        attempt: t.attempt,
-                    },
-                )?;
-                tx.put_trial(id, t)?;
+                put_queued(tx, id, t)?;
             }
             Ok(())
         })?;

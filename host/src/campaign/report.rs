@@ -98,15 +98,6 @@ pub struct FailureOut {
     pub action: String,
 }
 
-fn json_value(v: &crate::strategy::Value) -> serde_json::Value {
-    match v {
-        crate::strategy::Value::Float(x) => serde_json::json!(x),
-        crate::strategy::Value::Int(i) => serde_json::json!(i),
-        crate::strategy::Value::Choice(s) => serde_json::json!(s),
-        crate::strategy::Value::Flag(b) => serde_json::json!(b),
-    }
-}
-
 fn mean(values: &[f64]) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
@@ -141,7 +132,7 @@ pub fn build(view: &View) -> Report {
             let mut assignments = serde_json::Map::new();
             let mut diff = Vec::new();
             for a in &h.hypothesis.assignments {
-                assignments.insert(a.knob.clone(), json_value(&a.value));
+                assignments.insert(a.knob.clone(), crate::strategy::value_json(&a.value));
                 let base = spec
                     .knob(&a.knob)
                     .map(|k| render_value(&k.baseline))

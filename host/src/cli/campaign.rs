@@ -457,15 +457,6 @@ fn preview_slate(spec: &Campaign, sandbox: &Sandbox) -> Vec<String> {
     }
 }
 
-fn value_json(v: &crate::strategy::Value) -> serde_json::Value {
-    match v {
-        crate::strategy::Value::Float(x) => serde_json::json!(x),
-        crate::strategy::Value::Int(i) => serde_json::json!(i),
-        crate::strategy::Value::Choice(s) => serde_json::json!(s),
-        crate::strategy::Value::Flag(b) => serde_json::json!(b),
-    }
-}
-
 /// Records the operator's approval of campaign `id`'s plan.
 fn approve(store: &Store, id: u64) -> anyhow::Result<()> {
     let mut row = store
@@ -689,7 +680,7 @@ pub fn trials(ws: &Workspace, id: u64, json: bool) -> anyhow::Result<ExitCode> {
             .map(|t| {
                 let assignments: serde_json::Map<String, serde_json::Value> = crate::campaign::engine::full_config(&view.row.spec, &t.assignments)
                     .into_iter()
-                    .map(|(k, v)| (k, value_json(&v)))
+                    .map(|(k, v)| (k, crate::strategy::value_json(&v)))
                     .collect();
                 serde_json::json!({
                     "id": t.id,
@@ -699,7 +690,7 @@ pub fn trials(ws: &Workspace, id: u64, json: bool) -> anyhow::Result<ExitCode> {
                     "seed": t.seed,
                     "attempt": t.attempt,
                     "assignments": assignments,
-                    "changes": t.assignments.iter().map(|a| (a.knob.clone(), value_json(&a.value))).collect::<serde_json::Map<_, _>>(),
+                    "changes": t.assignments.iter().map(|a| (a.knob.clone(), crate::strategy::value_json(&a.value))).collect::<serde_json::Map<_, _>>(),
                     "metrics": t.metrics,
                     "failure": t.diagnosis.as_ref().map(|d| crate::strategy::failure_class_name(d.class)),
                     "action": t.action_taken,

@@ -168,6 +168,17 @@ pub fn failure_class_name(class: FailureClass) -> &'static str {
     }
 }
 
+/// A value as plain JSON (number, string or boolean), for params files and
+/// reports.
+pub fn value_json(value: &Value) -> serde_json::Value {
+    match value {
+        Value::Float(x) => serde_json::json!(x),
+        Value::Int(i) => serde_json::json!(i),
+        Value::Choice(s) => serde_json::json!(s),
+        Value::Flag(b) => serde_json::json!(b),
+    }
+}
+
 /// Renders a value the way it appears in configs and reports.
 pub fn render_value(value: &Value) -> String {
     match value {
