@@ -644,24 +644,35 @@ struct Ticker {
 }
 
 struct TickerShared {
-    active: Mutex<usize>,
+    state: Mutex<TickerState>,
     wake: Condvar,
     stop: AtomicBool,
 }
+
+/// Calls in progress, and whether the ticker thread is awake. The thread
+/// stays awake for `LINGER` after the last call so a burst of calls does not
+/// pay a thread wake-up each.
+#[derive(Default)]
+struct TickerState {
+    active: usize,
+    awake: bool,
+}
+
+const LINGER: Duration = Duration::from_millis(50);
 
 struct ActiveCall<'a>(&'a TickerShared);
 
 impl Drop for ActiveCall<'_> {
     fn drop(&mut self) {
-        let mut active = self.0.active.lock().unwrap_or_else(|e| e.into_inner());
-        *active -= 1;
+        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.active -= 1;
     }
 }
 
 impl Ticker {
     fn start(engine: Engine) -> Ticker {
         let shared = Arc::new(TickerShared {
-            active: Mutex::new(0),
+            state: Mutex::new(TickerState::default()),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
         });
@@ -670,11 +681,23 @@ impl Ticker {
             .name("reagent-epoch".into())
             .spawn(move || {
                 let shared = thread_shared;
+                let mut idle_since: Option<Instant> = None;
                 loop {
                     {
-                        let mut active = shared.active.lock().unwrap_or_else(|e| e.into_inner());
-                        while *active == 0 && !shared.stop.load(Ordering::Acquire) {
-                            active = shared.wake.wait(active).unwrap_or_else(|e| e.into_inner());
+                        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                        if state.active > 0 {
+                            idle_since = None;
+                        } else {
+                            let since = *idle_since.get_or_insert_with(Instant::now);
+                            if since.elapsed() >= LINGER {
+                                state.awake = false;
+                                while state.active == 0 && !shared.stop.load(Ordering::Acquire) {
+                                    state =
+                                        shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+                                }
+                                state.awake = true;
+                                idle_since = None;
+                            }
                         }
                     }
                     if shared.stop.load(Ordering::Acquire) {
@@ -692,9 +715,11 @@ impl Ticker {
     }
 
     fn active(&self) -> ActiveCall<'_> {
-        let mut active = self.shared.active.lock().unwrap_or_else(|e| e.into_inner());
-        *active += 1;
-        self.shared.wake.notify_all();
+        let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.active += 1;
+        if !state.awake {
+            self.shared.wake.notify_all();
+        }
         ActiveCall(&self.shared)
     }
 }

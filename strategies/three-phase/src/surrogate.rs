@@ -11,9 +11,9 @@
 /// Squared distance a categorical or flag mismatch contributes (the same as
 /// half the width of a numeric knob's range).
 const MISMATCH: f64 = 0.25;
-const LENGTH_SCALES: [f64; 6] = [0.08, 0.15, 0.25, 0.4, 0.7, 1.2];
+const LENGTH_SCALES: [f64; 4] = [0.1, 0.2, 0.4, 0.8];
 /// Noise variance as a fraction of the (standardised) signal variance.
-const NOISE_LEVELS: [f64; 3] = [0.02, 0.1, 0.4];
+const NOISE_LEVELS: [f64; 2] = [0.03, 0.3];
 
 /// An encoded configuration: a unit position per numeric knob, a choice
 /// index per categorical knob or flag.

@@ -63,8 +63,11 @@ pub fn propose(ctx: &Context, max: u32) -> Vec<Hypothesis> {
     let depth = plans.iter().map(|p| p.2.len()).max().unwrap_or(0);
     let mut demoted: Vec<(usize, &Step)> = Vec::new();
     let mut knobs_covered = BTreeSet::new();
-    for tier in 0..depth {
+    'tiers: for tier in 0..depth {
         for (i, _, steps) in &plans {
+            if slate.is_full() {
+                break 'tiers;
+            }
             let Some(step) = steps.get(tier) else {
                 continue;
             };
@@ -77,6 +80,9 @@ pub fn propose(ctx: &Context, max: u32) -> Vec<Hypothesis> {
         }
     }
     for (i, step) in demoted {
+        if slate.is_full() {
+            break;
+        }
         let config = with_value(&base, i, step.value.clone());
         if offer(ctx, &mut slate, i, step, &config, true) {
             knobs_covered.insert(i);
