@@ -102,6 +102,8 @@ pub struct Engine<'a> {
     /// Campaign views kept across passes, each valid while the store's head
     /// is the seq it was taken at (any commit by anyone moves the head).
     views: CachedViews,
+    /// Submissions recorded in memory, written with the next commit.
+    submitted: std::cell::RefCell<Vec<(u64, TrialRow, crate::jobs::JobHandle)>>,
 }
 
 /// Strategies loaded by source, reused across passes.
@@ -463,6 +465,7 @@ impl<'a> Engine<'a> {
             progress: Box::new(progress),
             strategies: HashMap::new(),
             views: HashMap::new(),
+            submitted: std::cell::RefCell::new(Vec::new()),
         }
     }
 
@@ -535,6 +538,7 @@ impl<'a> Engine<'a> {
         changed |= self.reconcile(view)?;
         if view.row.paused {
             // Paused: results are still recorded, nothing new starts.
+            self.flush(view)?;
             return Ok(Pass {
                 state: view.row.state,
                 in_flight: view.in_flight(),
@@ -549,6 +553,7 @@ impl<'a> Engine<'a> {
                 break;
             }
         }
+        self.flush(view)?;
         if changed && view.row.state.is_active() {
             let text = summary_line(view);
             self.say(Progress::Summary { campaign: id, text });
@@ -608,11 +613,29 @@ impl<'a> Engine<'a> {
         view: &View,
         f: impl FnOnce(&mut Tx) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
+        let pending = std::mem::take(&mut *self.submitted.borrow_mut());
         self.store.write(|tx| {
+            // Submissions recorded since the last commit go first, so any
+            // later change to the same trial in `f` wins.
+            for (campaign, row, handle) in pending {
+                tx.put_trial(campaign, &row)?;
+                tx.append(
+                    Some(campaign),
+                    EventBody::TrialSubmitted { id: row.id, handle },
+                )?;
+            }
             f(tx)?;
             tx.put_campaign(&view.row)?;
             Ok(())
         })
+    }
+
+    /// Commits recorded submissions not yet written.
+    fn flush(&self, view: &View) -> anyhow::Result<()> {
+        if self.submitted.borrow().is_empty() {
+            return Ok(());
+        }
+        self.commit(view, |_| Ok(()))
     }
 
     fn set_state(
@@ -1411,11 +1434,11 @@ impl<'a> Engine<'a> {
         t.status = TrialStatus::Running;
         t.handle = Some(handle.clone());
         let row = t.clone();
-        self.commit(view, |tx| {
-            tx.put_trial(id, &row)?;
-            tx.append(Some(id), EventBody::TrialSubmitted { id: tid, handle })?;
-            Ok(())
-        })
+        // Not committed on its own: it rides on the pass's next commit (or
+        // the flush at its end). The launch is already journaled, so a crash
+        // before then is reconciled by key like any half-done launch.
+        self.submitted.borrow_mut().push((id, row, handle));
+        Ok(())
     }
 
     /// Settles a finished job: ledger, metrics, status; failures go to the
