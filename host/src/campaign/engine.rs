@@ -234,6 +234,14 @@ pub fn allotment(spec: &Campaign) -> Allotment {
     }
 }
 
+/// Per-hypothesis objective values and what `judge` compares them with.
+pub struct Judging {
+    values: HashMap<u64, Vec<f64>>,
+    guarded: std::collections::HashSet<u64>,
+    baseline: Option<Summary>,
+    sigma: f64,
+}
+
 /// Host-side view of a campaign's rows, with the statistics derived from them.
 pub struct View {
     pub row: CampaignRow,
@@ -291,23 +299,53 @@ impl View {
         Some(stats::noise_sigma(b.sd, self.eval_stderr()))
     }
 
+    /// What judging hypotheses needs, computed in one pass over the trials.
+    pub fn judging(&self) -> Judging {
+        let mut values: HashMap<u64, Vec<f64>> = HashMap::new();
+        let mut guarded = std::collections::HashSet::new();
+        for t in &self.trials {
+            if t.guard_violation.is_some() {
+                guarded.insert(t.hypothesis);
+            }
+            if t.status == TrialStatus::Succeeded
+                && t.stage != Stage::Confirm
+                && let Some(v) = t.objective
+            {
+                values.entry(t.hypothesis).or_default().push(v);
+            }
+        }
+        let baseline = values.get(&0).and_then(|v| stats::summarize(v));
+        let sigma = baseline
+            .map(|b| stats::noise_sigma(b.sd, self.eval_stderr()))
+            .unwrap_or(0.0);
+        Judging {
+            values,
+            guarded,
+            baseline,
+            sigma,
+        }
+    }
+
     /// (summary, effect, promising) for one hypothesis.
     pub fn judge(&self, h: &HypothesisRow) -> (Option<Summary>, Option<f64>, bool) {
-        let s = stats::summarize(&self.values(h.id, false));
-        let (Some(s), Some(b)) = (s, self.baseline()) else {
+        self.judge_with(&self.judging(), h)
+    }
+
+    pub fn judge_with(
+        &self,
+        j: &Judging,
+        h: &HypothesisRow,
+    ) -> (Option<Summary>, Option<f64>, bool) {
+        let s = j.values.get(&h.id).and_then(|v| stats::summarize(v));
+        let (Some(s), Some(b)) = (s, j.baseline) else {
             return (s, None, false);
         };
         let effect = stats::improvement(self.spec().objective.direction, b.mean, s.mean);
-        let guarded = self
-            .trials
-            .iter()
-            .any(|t| t.hypothesis == h.id && t.guard_violation.is_some());
-        let sigma = self.sigma().unwrap_or(0.0);
         let promising = h.id != 0
-            && !guarded
+            && !j.guarded.contains(&h.id)
             && h.status == HypothesisStatus::Active
             && effect > 0.0
-            && effect > stats::threshold(sigma, s.n, b.n);
+            && effect > stats::threshold(j.sigma, s.n, b.n);
         (Some(s), Some(effect), promising)
     }
 
@@ -355,6 +393,7 @@ impl View {
     /// The data strategies may read: trials and hypothesis summaries. The
     /// holdout metric is not part of it.
     pub fn strategy_data(&self) -> StaticData {
+        let judging = self.judging();
         let trials = self
             .trials
             .iter()
@@ -384,7 +423,7 @@ impl View {
             .hypotheses
             .iter()
             .map(|h| {
-                let (s, effect, promising) = self.judge(h);
+                let (s, effect, promising) = self.judge_with(&judging, h);
                 HypothesisSummary {
                     id: h.id,
                     title: h.hypothesis.title.clone(),
@@ -418,20 +457,17 @@ impl View {
 
     /// The best non-baseline hypothesis that beats the baseline, if any.
     pub fn best(&self) -> Option<(u64, Summary, f64)> {
+        let judging = self.judging();
         let direction = self.spec().objective.direction;
         let mut best: Option<(u64, Summary, f64)> = None;
         for h in &self.hypotheses {
             if h.id == 0 || h.status != HypothesisStatus::Active {
                 continue;
             }
-            if self
-                .trials
-                .iter()
-                .any(|t| t.hypothesis == h.id && t.guard_violation.is_some())
-            {
+            if judging.guarded.contains(&h.id) {
                 continue;
             }
-            let (Some(s), Some(effect), _) = self.judge(h) else {
+            let (Some(s), Some(effect), _) = self.judge_with(&judging, h) else {
                 continue;
             };
             if effect <= 0.0 {
@@ -822,7 +858,12 @@ impl<'a> Engine<'a> {
                         format!("{} is done", stage.name())
                     };
                     if stage == Stage::Validate {
-                        let promising = view.hypotheses.iter().filter(|h| view.judge(h).2).count();
+                        let judging = view.judging();
+                        let promising = view
+                            .hypotheses
+                            .iter()
+                            .filter(|h| view.judge_with(&judging, h).2)
+                            .count();
                         let note = format!("{why}; {promising} promising change(s)");
                         self.stage_to(view, next, note)?;
                     } else {
