@@ -4,6 +4,7 @@ mod builtins;
 mod campaign;
 mod cli;
 mod crash;
+mod demo;
 mod hostile;
 mod recording;
 mod support;

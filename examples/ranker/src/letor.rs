@@ -204,10 +204,6 @@ impl Builder {
             let next = group_of.len();
             row_group.push(*group_of.entry(q).or_insert(next));
         }
-        let mut order: Vec<usize> = (0..rows).collect();
-        if row_group.windows(2).any(|w| w[1] < w[0]) {
-            order.sort_by_key(|&r| row_group[r]);
-        }
         let n_cat = self.categorical.len();
         let width = self.width;
         let mut out = Dataset {
@@ -216,21 +212,34 @@ impl Builder {
             dense_features: (0..width as u32).collect(),
             ..Dataset::default()
         };
-        out.labels.reserve(rows);
-        out.dense.reserve(rows * width);
-        out.cat.reserve(rows * n_cat);
+        if row_group.windows(2).any(|w| w[1] < w[0]) {
+            // A query's lines are scattered: reorder rows by query.
+            let mut order: Vec<usize> = (0..rows).collect();
+            order.sort_by_key(|&r| row_group[r]);
+            out.labels.reserve(rows);
+            out.dense.reserve(rows * width);
+            out.cat.reserve(rows * n_cat);
+            for &r in &order {
+                out.labels.push(self.labels[r]);
+                out.qids.push(self.qids[r]);
+                out.dense
+                    .extend_from_slice(&self.dense[r * width..(r + 1) * width]);
+                out.cat
+                    .extend_from_slice(&self.cat[r * n_cat..(r + 1) * n_cat]);
+            }
+            row_group = order.iter().map(|&r| row_group[r]).collect();
+        } else {
+            out.labels = self.labels;
+            out.qids = self.qids;
+            out.dense = self.dense;
+            out.cat = self.cat;
+        }
         let mut start = 0;
-        for (k, &r) in order.iter().enumerate() {
-            if k > 0 && row_group[r] != row_group[order[k - 1]] {
+        for k in 1..rows {
+            if row_group[k] != row_group[k - 1] {
                 out.groups.push(start..k);
                 start = k;
             }
-            out.labels.push(self.labels[r]);
-            out.qids.push(self.qids[r]);
-            out.dense
-                .extend_from_slice(&self.dense[r * width..(r + 1) * width]);
-            out.cat
-                .extend_from_slice(&self.cat[r * n_cat..(r + 1) * n_cat]);
         }
         if rows > 0 {
             out.groups.push(start..rows);
@@ -240,7 +249,11 @@ impl Builder {
 }
 
 /// Parses LETOR text from a reader; `name` is used in error messages.
-pub fn read<R: BufRead>(reader: R, name: &str, categorical: &[u32]) -> Result<(Dataset, Vec<bool>)> {
+pub fn read<R: BufRead>(
+    reader: R,
+    name: &str,
+    categorical: &[u32],
+) -> Result<(Dataset, Vec<bool>)> {
     let mut b = Builder::new(categorical);
     for (n, line) in reader.lines().enumerate() {
         let line = line.with_context(|| format!("{name}:{}: cannot read line", n + 1))?;
@@ -252,14 +265,19 @@ pub fn read<R: BufRead>(reader: R, name: &str, categorical: &[u32]) -> Result<(D
             Err(e) => bail!("{name}:{}: {e}", n + 1),
         }
     }
-    let seen = b.seen.clone();
+    let mut seen = std::mem::take(&mut b.seen);
+    seen.resize(b.width, false);
     Ok((b.finish(), seen))
 }
 
 /// Parses one LETOR file.
 pub fn read_file(path: &Path, categorical: &[u32]) -> Result<(Dataset, Vec<bool>)> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    read(BufReader::new(file), &path.display().to_string(), categorical)
+    read(
+        BufReader::new(file),
+        &path.display().to_string(),
+        categorical,
+    )
 }
 
 /// Keeps the dense columns the training split has values for, in feature
@@ -390,7 +408,8 @@ pub fn read_meta(dir: &Path) -> Result<Option<Meta>> {
     if !p.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+    let text =
+        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
     let meta = serde_json::from_str(&text).with_context(|| format!("bad {}", p.display()))?;
     Ok(Some(meta))
 }
@@ -429,15 +448,23 @@ mod tests {
     #[test]
     fn malformed_line_names_its_line_number() {
         let text = "1 qid:1 1:0.5\n0 qid:1 2:0.1\n1 qid:2 3:abc\n";
-        let err = read(text.as_bytes(), "train.txt", &[]).unwrap_err().to_string();
+        let err = read(text.as_bytes(), "train.txt", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("train.txt:3"), "{err}");
         assert!(err.contains("abc"), "{err}");
 
-        let err = read("1 1:2\n".as_bytes(), "x", &[]).unwrap_err().to_string();
+        let err = read("1 1:2\n".as_bytes(), "x", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("x:1") && err.contains("qid"), "{err}");
-        let err = read("\n\nfoo qid:1\n".as_bytes(), "x", &[]).unwrap_err().to_string();
+        let err = read("\n\nfoo qid:1\n".as_bytes(), "x", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("x:3") && err.contains("label"), "{err}");
-        let err = read("1 qid:1 5\n".as_bytes(), "x", &[]).unwrap_err().to_string();
+        let err = read("1 qid:1 5\n".as_bytes(), "x", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("x:1") && err.contains("'5'"), "{err}");
     }
 

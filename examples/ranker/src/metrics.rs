@@ -77,7 +77,12 @@ fn discount(rank0: usize) -> f64 {
 pub fn ndcg_at(scores: &[f32], labels: &[f32], k: usize) -> Option<f64> {
     let mut ideal: Vec<f64> = labels.iter().map(|&l| gain(l)).collect();
     ideal.sort_by(|a, b| b.total_cmp(a));
-    let idcg: f64 = ideal.iter().take(k).enumerate().map(|(r, g)| g * discount(r)).sum();
+    let idcg: f64 = ideal
+        .iter()
+        .take(k)
+        .enumerate()
+        .map(|(r, g)| g * discount(r))
+        .sum();
     if idcg <= 0.0 {
         return None;
     }
@@ -125,7 +130,10 @@ fn mean_and_stderr(values: &[f64]) -> (f64, f64) {
 /// Evaluates scores (logits) against graded labels grouped by query.
 pub fn evaluate(scores: &[f32], labels: &[f32], groups: &[Range<usize>]) -> Eval {
     let rows = scores.len();
-    let clicks: Vec<f32> = labels.iter().map(|&l| if l > 0.0 { 1.0 } else { 0.0 }).collect();
+    let clicks: Vec<f32> = labels
+        .iter()
+        .map(|&l| if l > 0.0 { 1.0 } else { 0.0 })
+        .collect();
     let ctr = clicks.iter().map(|&c| c as f64).sum::<f64>() / rows.max(1) as f64;
     let base = entropy(ctr);
     let mut total = 0.0;
@@ -147,7 +155,10 @@ pub fn evaluate(scores: &[f32], labels: &[f32], groups: &[Range<usize>]) -> Eval
     // Ratio estimator R = sum L_q / sum n_q, linearized over queries.
     let q = per_query.len() as f64;
     let ne_stderr = if q >= 2.0 && base > 0.0 {
-        let ss: f64 = per_query.iter().map(|(l, n)| (l - logloss * n).powi(2)).sum();
+        let ss: f64 = per_query
+            .iter()
+            .map(|(l, n)| (l - logloss * n).powi(2))
+            .sum();
         (q / (q - 1.0) * ss).sqrt() / rows as f64 / base
     } else {
         0.0
@@ -162,6 +173,68 @@ pub fn evaluate(scores: &[f32], labels: &[f32], groups: &[Range<usize>]) -> Eval
         ndcg_stderr,
         queries_with_clicks: ndcgs.len(),
     }
+}
+
+/// Platt scaling: `(a, b)` minimising the logloss of `sigmoid(a·s + b)`
+/// against clicks (damped Newton on standardized scores, a tiny ridge).
+/// Used to turn the scores of pairwise / listwise models, which have no
+/// fixed scale or offset, into probabilities.
+pub fn fit_platt(scores: &[f32], clicks: &[f32]) -> (f64, f64) {
+    let n = scores.len().max(1) as f64;
+    let mean = scores.iter().map(|&s| s as f64).sum::<f64>() / n;
+    let var = scores
+        .iter()
+        .map(|&s| (s as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let sd = if var > 1e-24 { var.sqrt() } else { 1.0 };
+    let xs: Vec<f64> = scores.iter().map(|&s| (s as f64 - mean) / sd).collect();
+    let ctr = (clicks.iter().map(|&c| c as f64).sum::<f64>() / n).clamp(1e-6, 1.0 - 1e-6);
+    let loss = |a: f64, b: f64| -> f64 {
+        xs.iter()
+            .zip(clicks)
+            .map(|(&x, &y)| logloss_of_logit(a * x + b, y as f64))
+            .sum::<f64>()
+            + 1e-6 * n * a * a
+    };
+    let (mut a, mut b) = (0.0, (ctr / (1.0 - ctr)).ln());
+    let mut current = loss(a, b);
+    for _ in 0..50 {
+        let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (2e-6 * n * a, 0.0, 2e-6 * n, 0.0, 1e-9);
+        for (&x, &y) in xs.iter().zip(clicks) {
+            let p = 1.0 / (1.0 + (-(a * x + b)).exp());
+            let w = p * (1.0 - p);
+            ga += (p - y as f64) * x;
+            gb += p - y as f64;
+            haa += w * x * x;
+            hab += w * x;
+            hbb += w;
+        }
+        let det = haa * hbb - hab * hab;
+        if det.abs() < 1e-18 {
+            break;
+        }
+        let da = (hbb * ga - hab * gb) / det;
+        let db = (haa * gb - hab * ga) / det;
+        let mut t = 1.0;
+        let mut improved = false;
+        while t > 1e-4 {
+            let trial = loss(a - t * da, b - t * db);
+            if trial <= current {
+                a -= t * da;
+                b -= t * db;
+                improved = current - trial > 1e-10 * n;
+                current = trial;
+                break;
+            }
+            t /= 2.0;
+        }
+        if !improved {
+            break;
+        }
+    }
+    // Back to raw scores: a·(s - mean)/sd + b.
+    (a / sd, b - a * mean / sd)
 }
 
 #[cfg(test)]
@@ -192,7 +265,10 @@ mod tests {
     #[test]
     fn ndcg_by_hand() {
         // Perfect order: 1.
-        assert!(close(ndcg_at(&[3.0, 2.0, 1.0], &[2.0, 1.0, 0.0], 10).unwrap(), 1.0));
+        assert!(close(
+            ndcg_at(&[3.0, 2.0, 1.0], &[2.0, 1.0, 0.0], 10).unwrap(),
+            1.0
+        ));
         // Reversed order of labels 0,1,2 scored 3,2,1:
         // DCG = 0/log2(2) + 1/log2(3) + 3/log2(4); IDCG = 3 + 1/log2(3).
         let got = ndcg_at(&[3.0, 2.0, 1.0], &[0.0, 1.0, 2.0], 10).unwrap();
@@ -254,6 +330,31 @@ mod tests {
         // Stable for large logits.
         assert!(close(logloss_of_logit(800.0, 1.0), 0.0));
         assert!(close(logloss_of_logit(-800.0, 1.0), 800.0));
+    }
+
+    #[test]
+    fn platt_recovers_a_known_calibration() {
+        // Clicks drawn (deterministically, by thresholds) from sigmoid(2s - 1)
+        // on raw scores 10·s: the fit should find a ≈ 0.2, b ≈ -1.
+        let mut scores = Vec::new();
+        let mut clicks = Vec::new();
+        for i in 0..400 {
+            let s = (i as f64 / 400.0) * 4.0 - 2.0;
+            let p = 1.0 / (1.0 + (-(2.0 * s - 1.0)).exp());
+            for k in 0..50 {
+                scores.push((10.0 * s) as f32);
+                clicks.push(if (k as f64 + 0.5) / 50.0 < p {
+                    1.0
+                } else {
+                    0.0
+                });
+            }
+        }
+        let (a, b) = fit_platt(&scores, &clicks);
+        assert!(
+            (a - 0.2).abs() < 0.01 && (b + 1.0).abs() < 0.05,
+            "a {a} b {b}"
+        );
     }
 
     #[test]

@@ -60,9 +60,9 @@ impl Default for SynthConfig {
     fn default() -> Self {
         SynthConfig {
             seed: 1,
-            users: 2000,
-            items: 5000,
-            queries: 8000,
+            users: 5000,
+            items: 10000,
+            queries: 40000,
             min_candidates: 20,
             max_candidates: 50,
             user_categories: 8,
@@ -152,7 +152,14 @@ impl Layout {
         out.push((self.activity(), "user_activity_observed".into()));
         out.push((self.hour_dense(), "hour_fraction".into()));
         out.push((self.noise_feature(), "irrelevant_noise".into()));
-        let cats = ["user_id", "item_id", "user_category", "item_category", "device", "hour"];
+        let cats = [
+            "user_id",
+            "item_id",
+            "user_category",
+            "item_category",
+            "device",
+            "hour",
+        ];
         for (f, name) in self.categorical().into_iter().zip(cats) {
             out.push((f as usize, format!("{name} (categorical)")));
         }
@@ -162,7 +169,10 @@ impl Layout {
 
 /// Generates the data set into `out` (created if needed).
 pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary> {
-    anyhow::ensure!(cfg.users > 0 && cfg.items > 0, "need at least one user and item");
+    anyhow::ensure!(
+        cfg.users > 0 && cfg.items > 0,
+        "need at least one user and item"
+    );
     anyhow::ensure!(
         cfg.min_candidates >= 2 && cfg.min_candidates <= cfg.max_candidates,
         "need 2 <= min-candidates <= max-candidates"
@@ -228,15 +238,16 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary> {
     let mut writers = Vec::new();
     for name in SPLIT_FILES {
         let p = out.join(name);
-        let f = std::fs::File::create(&p).with_context(|| format!("cannot create {}", p.display()))?;
+        let f =
+            std::fs::File::create(&p).with_context(|| format!("cannot create {}", p.display()))?;
         writers.push(std::io::BufWriter::new(f));
     }
     let mut summary = SynthSummary::default();
     let mut oracle_loss = 0.0;
     let mut line = String::new();
     let cat_fields = layout.categorical();
-    for q in 0..cfg.queries {
-        let split = split_of[q] as usize;
+    for (q, &split) in split_of.iter().enumerate() {
+        let split = split as usize;
         let qid = q + 1;
         let r: f64 = rng.random();
         let user_id = ((cfg.users as f64) * r.powf(1.5)) as usize % cfg.users;
@@ -300,17 +311,17 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary> {
             line.clear();
             write!(line, "{} qid:{qid}", click as u8)?;
             for (x, v) in user.latent.iter().enumerate() {
-                write!(line, " {}:{:.4}", layout.user_latent(x), v)?;
+                write!(line, " {}:{:.3}", layout.user_latent(x), v)?;
             }
             for (x, v) in item.latent.iter().enumerate() {
-                write!(line, " {}:{:.4}", layout.item_latent(x), v)?;
+                write!(line, " {}:{:.3}", layout.item_latent(x), v)?;
             }
             let quality_obs = item.quality + 0.5 * normal(&mut rng);
             let activity_obs = user.activity + 0.2 * normal(&mut rng);
-            write!(line, " {}:{:.4}", layout.quality(), quality_obs)?;
-            write!(line, " {}:{:.4}", layout.activity(), activity_obs)?;
-            write!(line, " {}:{:.4}", layout.hour_dense(), hour as f64 / 23.0)?;
-            write!(line, " {}:{:.4}", layout.noise_feature(), normal(&mut rng))?;
+            write!(line, " {}:{:.3}", layout.quality(), quality_obs)?;
+            write!(line, " {}:{:.3}", layout.activity(), activity_obs)?;
+            write!(line, " {}:{:.3}", layout.hour_dense(), hour as f64 / 23.0)?;
+            write!(line, " {}:{:.3}", layout.noise_feature(), normal(&mut rng))?;
             let ids = [user_id, item_id, user.cat, item.cat, device, hour];
             for (f, id) in cat_fields.iter().zip(ids) {
                 write!(line, " {f}:{id}")?;

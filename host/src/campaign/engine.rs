@@ -755,7 +755,8 @@ impl<'a> Engine<'a> {
         // GPU-only budget); the file must budget at least one of the two.
         let cpu_ok = spec.budget.cpu_hours <= 0.0 || rc * (1 + hold) as f64 <= cpu_left + eps;
         let gpu_ok = rg <= 0.0 || rg * (1 + hold) as f64 <= gpu_left + eps;
-        let trials_ok = view.row.ledger.launched < spec.budget.max_trials;
+        // Trials held for confirmation count against max_trials too.
+        let trials_ok = view.row.ledger.launched + hold < spec.budget.max_trials;
         cpu_ok && gpu_ok && trials_ok
     }
 
@@ -1304,7 +1305,10 @@ impl<'a> Engine<'a> {
                 .trials
                 .iter()
                 .filter(|t| t.status == TrialStatus::Queued)
-                .min_by_key(|t| (t.hypothesis != 0, t.id))
+                // Baseline replicates first while exploring; confirmation
+                // runs in queue order (winner and baseline alternate, so a
+                // cut-short confirmation still has both arms).
+                .min_by_key(|t| (!(t.hypothesis == 0 && t.stage != Stage::Confirm), t.id))
                 .map(|t| (t.id, t.stage))
             else {
                 break;

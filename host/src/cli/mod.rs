@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::workspace::Workspace;
 
 pub mod campaign;
+pub mod demo;
 pub mod scaffold;
 pub mod strategy;
 
@@ -31,6 +32,20 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The whole loop on the example ranking model: build the trainer,
+    /// generate click logs, plan and approve the campaign, run it, print the
+    /// proposal (needs a source checkout; about 10–15 minutes on 2 cores).
+    Demo {
+        /// Where to put the data, workspace and report (default target/demo).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Override the campaign's max_trials (a shorter demo).
+        #[arg(long, default_value_t = 0)]
+        max_trials: u32,
+        /// Extra arguments for `reagent-ranker gen-data` (after `--`).
+        #[arg(last = true)]
+        data_args: Vec<String>,
+    },
     /// Create a workspace (`DIR/.reagent/`, default the current directory).
     Init { dir: Option<PathBuf> },
     /// Validate a campaign file, register it and print its plan: preflight
@@ -126,6 +141,15 @@ pub fn main() -> ExitCode {
         Command::Pause { id } => ws().and_then(|w| campaign::set_paused(&w, id, true)),
         Command::Resume { id } => ws().and_then(|w| campaign::set_paused(&w, id, false)),
         Command::Cancel { id } => ws().and_then(|w| campaign::cancel(&w, id)),
+        Command::Demo {
+            ref dir,
+            max_trials,
+            ref data_args,
+        } => demo::run(demo::DemoOptions {
+            dir: dir.clone(),
+            max_trials,
+            data_args: data_args.clone(),
+        }),
         Command::Strategy(cmd) => strategy::run(cmd),
         Command::Supervise { ref job_dir } => {
             crate::jobs::local::supervise(job_dir).map(|()| ExitCode::SUCCESS)
