@@ -144,6 +144,32 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<ExitCode> {
             println!("  change: {d}");
         }
     }
+    // NDCG@10 beside NE, from the same confirmation runs.
+    if let Some(best) = &r.best {
+        let ndcg = |h: u64| -> Vec<f64> {
+            view.trials
+                .iter()
+                .filter(|t| {
+                    t.hypothesis == h
+                        && t.status == crate::campaign::state::TrialStatus::Succeeded
+                        && (!r.confirmed || t.stage == crate::campaign::state::Stage::Confirm)
+                })
+                .filter_map(|t| t.metrics.get("valid_ndcg").copied())
+                .collect()
+        };
+        let (b, w) = (ndcg(0), ndcg(best.hypothesis));
+        if let (Some(bs), Some(ws)) = (
+            crate::campaign::stats::summarize(&b),
+            crate::campaign::stats::summarize(&w),
+        ) {
+            let e =
+                crate::campaign::stats::effect(crate::strategy::Direction::Maximize, &bs, &ws, 0.0);
+            println!(
+                "  valid_ndcg (NDCG@10): baseline {:.5} → best {:.5}; effect {:+.5} (95% CI [{:+.5}, {:+.5}])",
+                bs.mean, ws.mean, e.estimate, e.ci95_low, e.ci95_high
+            );
+        }
+    }
     if let Some(h) = &r.holdout {
         println!(
             "  holdout {}: baseline {} → best {}",
