@@ -34,7 +34,8 @@ pub struct Cli {
 pub enum Command {
     /// The whole loop on the example ranking model: build the trainer,
     /// generate click logs, plan and approve the campaign, run it, print the
-    /// proposal (needs a source checkout; about 10–15 minutes on 2 cores).
+    /// proposal (needs a source checkout; the run takes about 3 minutes on 2
+    /// cores, plus a first build of the trainer).
     Demo {
         /// Where to put the data, workspace and report (default target/demo).
         #[arg(long)]
