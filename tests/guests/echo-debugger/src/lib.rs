@@ -1,5 +1,7 @@
 //! A well-behaved debugger: echoes what it was told.
-use reagent_sdk::{Action, Context, Debugger, Diagnosis, FailureClass, FailureReport, history, log};
+use reagent_sdk::{
+    Action, Context, Debugger, Diagnosis, FailureClass, FailureReport, history, log,
+};
 
 struct Echo;
 

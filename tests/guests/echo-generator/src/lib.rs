@@ -7,12 +7,19 @@ struct Echo;
 
 impl Generator for Echo {
     fn propose(ctx: &Context, max: u32) -> Vec<Hypothesis> {
-        log::info(&format!("echo: phase {} round {}", ctx.phase_name(), ctx.round));
+        log::info(&format!(
+            "echo: phase {} round {}",
+            ctx.phase_name(),
+            ctx.round
+        ));
         println!("echo on stdout");
         eprintln!("echo on stderr");
         let trials = history::trials();
         let hypotheses = history::hypotheses();
-        let curve = trials.first().map(|t| history::curve(t.id, &ctx.objective.metric)).unwrap_or_default();
+        let curve = trials
+            .first()
+            .map(|t| history::curve(t.id, &ctx.objective.metric))
+            .unwrap_or_default();
         let seen = insights::find(&InsightQuery::TopEffects, 10);
         let calls = memory::get("calls").map(|v| v[0]).unwrap_or(0) + 1;
         memory::set("calls", &[calls]).expect("memory quota");
@@ -27,7 +34,12 @@ impl Generator for Echo {
                 out.push(
                     Hypothesis::new(format!(
                         "{} trials={} hyps={} curve={} insights={} calls={}",
-                        knob.name, trials.len(), hypotheses.len(), curve.len(), seen.len(), calls
+                        knob.name,
+                        trials.len(),
+                        hypotheses.len(),
+                        curve.len(),
+                        seen.len(),
+                        calls
                     ))
                     .because("echo")
                     .category(knob.name.clone())
