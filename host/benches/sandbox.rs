@@ -74,7 +74,6 @@ fn context(phase: Phase, seed: u64) -> Context {
 
 /// A history of `n` trials over `n / 2` hypotheses around the baseline.
 fn history(n: u64) -> StaticData {
-    let ks = knobs();
     let mut data = StaticData::default();
     for h in 0..n / 2 {
         let lr = 0.01 + (h % 97) as f64 * 0.005;
@@ -114,7 +113,6 @@ fn history(n: u64) -> StaticData {
             });
         }
     }
-    let _ = ks;
     data
 }
 

@@ -17,7 +17,7 @@ use crate::campaign::state::{
 use crate::sandbox::Sandbox;
 use crate::store::{Store, now_ms};
 use crate::strategy::data::StaticData;
-use crate::strategy::{CallInput, CallOutput, Grants, Phase, render_value};
+use crate::strategy::{CallInput, CallOutput, Phase, render_value};
 use crate::workspace::{self, RunMode, Workspace};
 
 /// Exit code: the campaign halted or was cancelled, or an operation failed.
@@ -806,6 +806,5 @@ pub fn cancel(ws: &Workspace, id: u64) -> anyhow::Result<ExitCode> {
         crate::campaign::engine::Engine::new(&store, &sandbox, &backend, None, print_progress);
     engine.cancel(id)?;
     println!("campaign {id} cancelled; its jobs were stopped");
-    let _ = Grants::default();
     Ok(ExitCode::SUCCESS)
 }
