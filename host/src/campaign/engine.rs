@@ -935,6 +935,25 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Marks a queued trial as never to run.
+    fn drop_trial(&mut self, view: &mut View, tid: u64, reason: &str) -> anyhow::Result<()> {
+        let id = view.row.id;
+        let t = view.trials.iter_mut().find(|t| t.id == tid).unwrap();
+        t.status = TrialStatus::Dropped;
+        let row = t.clone();
+        self.commit(view, |tx| {
+            tx.put_trial(id, &row)?;
+            tx.append(
+                Some(id),
+                EventBody::TrialDropped {
+                    id: tid,
+                    reason: reason.into(),
+                },
+            )?;
+            Ok(())
+        })
+    }
+
     fn finish_campaign(&mut self, view: &mut View, note: String) -> anyhow::Result<()> {
         // Queued trials will never run.
         let dropped: Vec<u64> = view
@@ -945,20 +964,7 @@ impl<'a> Engine<'a> {
             .collect();
         let id = view.row.id;
         for tid in dropped {
-            let t = view.trials.iter_mut().find(|t| t.id == tid).unwrap();
-            t.status = TrialStatus::Dropped;
-            let row = t.clone();
-            self.commit(view, |tx| {
-                tx.put_trial(id, &row)?;
-                tx.append(
-                    Some(id),
-                    EventBody::TrialDropped {
-                        id: tid,
-                        reason: "the campaign finished".into(),
-                    },
-                )?;
-                Ok(())
-            })?;
+            self.drop_trial(view, tid, "the campaign finished")?;
         }
         view.row.stage = Stage::Done;
         view.row.note = Some(note.clone());
@@ -1338,22 +1344,7 @@ impl<'a> Engine<'a> {
                 } else {
                     "the budget cannot cover it"
                 };
-                let tid = next.0;
-                let id = view.row.id;
-                let t = view.trials.iter_mut().find(|t| t.id == tid).unwrap();
-                t.status = TrialStatus::Dropped;
-                let row = t.clone();
-                self.commit(view, |tx| {
-                    tx.put_trial(id, &row)?;
-                    tx.append(
-                        Some(id),
-                        EventBody::TrialDropped {
-                            id: tid,
-                            reason: reason.into(),
-                        },
-                    )?;
-                    Ok(())
-                })?;
+                self.drop_trial(view, next.0, reason)?;
                 launched = true;
                 continue;
             }
