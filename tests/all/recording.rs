@@ -158,13 +158,15 @@ fn the_memory_quota_is_enforced_as_an_error_the_guest_sees() {
     );
 }
 
-#[test]
-fn a_recorded_call_replays_bit_identically() {
-    let sandbox = sandbox();
-    let strategy = sandbox
+/// The echo generator called once over 40 trials, with its record.
+fn recorded_echo_call() -> (
+    reagent::sandbox::Strategy,
+    reagent::strategy::record::CallRecord,
+) {
+    let strategy = sandbox()
         .load(&guest(g::ECHO_GENERATOR), &Grants::default())
         .unwrap();
-    let (record, _) = sandbox.call(
+    let (record, _) = sandbox().call(
         &strategy,
         CallInput::Propose {
             context: context("t", Phase::Validate, 5),
@@ -174,6 +176,13 @@ fn a_recorded_call_replays_bit_identically() {
         MemoryStore::default(),
         &Limits::default(),
     );
+    (strategy, record)
+}
+
+#[test]
+fn a_recorded_call_replays_bit_identically() {
+    let sandbox = sandbox();
+    let (strategy, record) = recorded_echo_call();
     assert!(record.outcome.is_ok());
     // Through JSON, as the audit log stores it.
     let stored: reagent::strategy::record::CallRecord =
@@ -187,19 +196,7 @@ fn a_recorded_call_replays_bit_identically() {
 #[test]
 fn replay_detects_an_altered_host_answer_or_input() {
     let sandbox = sandbox();
-    let strategy = sandbox
-        .load(&guest(g::ECHO_GENERATOR), &Grants::default())
-        .unwrap();
-    let (record, _) = sandbox.call(
-        &strategy,
-        CallInput::Propose {
-            context: context("t", Phase::Validate, 5),
-            max: 3,
-        },
-        Arc::new(data(40)),
-        MemoryStore::default(),
-        &Limits::default(),
-    );
+    let (strategy, record) = recorded_echo_call();
 
     let mut altered = record.clone();
     let get = altered
