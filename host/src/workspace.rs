@@ -89,6 +89,22 @@ impl Workspace {
         self.dir.join("wake.sock")
     }
 
+    /// The workspace's governance policy file (Cedar).
+    pub fn policy_path(&self) -> PathBuf {
+        self.dir.join("policy.cedar")
+    }
+
+    /// The policy in force: `policy.cedar` if present, else the default.
+    /// A malformed file is an error (with line and column), never ignored.
+    pub fn policy(&self) -> anyhow::Result<crate::governance::policy::Policy> {
+        let path = self.policy_path();
+        if path.exists() {
+            Ok(crate::governance::policy::Policy::load(&path)?)
+        } else {
+            Ok(crate::governance::policy::Policy::default_policy())
+        }
+    }
+
     /// The project folder (the parent of `.reagent`).
     pub fn project_dir(&self) -> PathBuf {
         self.dir
@@ -382,8 +398,17 @@ pub fn run(
         // Nothing to do but wait: let go of the store and block until a
         // job's supervisor wakes us (or, as a fallback, a few seconds pass:
         // a wake that raced our start may have driven a step without us).
+        // Wake up for the next approval request that falls due, too.
+        let mut wait = Duration::from_secs(10);
+        let now = crate::store::now_ms();
+        for a in store.approvals()? {
+            if a.state == crate::governance::ApprovalState::Pending {
+                let due = Duration::from_millis(a.expires_ms.saturating_sub(now) + 50);
+                wait = wait.min(due);
+            }
+        }
         drop(store);
-        match rx.recv_timeout(Duration::from_secs(10)) {
+        match rx.recv_timeout(wait) {
             Ok(s) => waiting.push(s),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => bail!("the wake listener stopped"),

@@ -140,10 +140,22 @@ fn failures_go_through_the_debugger_to_the_right_action() {
                 "resources = { cpus = 1 }\nenv = { FAIL_T4 = \"oom\", FAIL_T5 = \"nan\", FAIL_T6 = \"timeout\", FAIL_T7 = \"crash\", FAIL_T8 = \"nometric\", FAIL_T9 = \"garbage\" }",
             )
             .replace("max_trials = 24", "max_trials = 14")
+            + "\n[policy]\napproval_expiry = \"2s\"\n"
     });
     let o = p.reagent(&["run", "toy.toml", "--yes"]);
     let out = text(&o);
     assert!(out.contains("debug   t4"), "{out}");
+    // The escalation became an approval request; nobody answered, so it
+    // expired (denied) and the campaign went on without that branch.
+    let requests = p.json(&["approvals", "--all", "--json"]);
+    let escalation = requests
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "escalation")
+        .unwrap_or_else(|| panic!("no escalation request: {requests}"));
+    assert_eq!(escalation["state"], "expired", "{escalation}");
+    assert_eq!(escalation["payload"]["trial"], 8, "{escalation}");
     let trials = p.json(&["trials", "1", "--json"]);
     let by_id = |id: u64| {
         trials

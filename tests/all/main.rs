@@ -5,6 +5,8 @@ mod campaign;
 mod cli;
 mod crash;
 mod demo;
+mod governance;
+mod governance_model;
 mod hostile;
 mod recording;
 mod support;

@@ -62,6 +62,7 @@ fn data(trials: usize) -> StaticData {
             cost_cpu_hours: 0.2,
             failure: None,
         }],
+        ..StaticData::default()
     }
 }
 

@@ -199,8 +199,13 @@ struct StrategiesFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
+    /// Moved to the workspace policy; kept here only to say so.
     #[serde(default)]
-    auto_approve_cpu_hours: Option<f64>,
+    auto_approve_cpu_hours: Option<Spanned<f64>>,
+    #[serde(default)]
+    approval_expiry: Option<Spanned<String>>,
+    #[serde(default)]
+    ask_for_budget: bool,
 }
 
 // ---------------------------------------------------------------- resolved
@@ -285,8 +290,12 @@ pub struct StrategiesConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Policy {
-    /// Plans whose CPU-hour budget is at most this are approved without a human.
-    pub auto_approve_cpu_hours: Option<f64>,
+    /// How long an approval request waits for a human before it is denied.
+    #[serde(with = "duration_secs")]
+    pub approval_expiry: Duration,
+    /// When the budget cannot cover confirming the winner, ask a human for
+    /// more (a budget-increase request) instead of reporting it unconfirmed.
+    pub ask_for_budget: bool,
 }
 
 /// A validated campaign.
@@ -979,6 +988,20 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Campaign, ConfigErro
         grants: raw.strategies.grants.unwrap_or_default(),
     };
 
+    if let Some(a) = &raw.policy.auto_approve_cpu_hours {
+        return Err(loc.at(
+            a.span(),
+            "policy.auto_approve_cpu_hours: a campaign file cannot approve itself; automatic approval is decided by the workspace policy (.reagent/policy.cedar, see `reagent policy show` and docs/governance.md)",
+        ));
+    }
+    let policy = Policy {
+        approval_expiry: match &raw.policy.approval_expiry {
+            Some(d) => parse_duration(d.get_ref())
+                .map_err(|m| loc.at(d.span(), format!("policy.approval_expiry: {m}")))?,
+            None => Duration::from_millis(crate::governance::DEFAULT_EXPIRY_MS),
+        },
+        ask_for_budget: raw.policy.ask_for_budget,
+    };
     Ok(Campaign {
         name,
         description: raw.campaign.description,
@@ -1012,9 +1035,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Campaign, ConfigErro
             max_retries: b.max_retries,
         },
         strategies,
-        policy: Policy {
-            auto_approve_cpu_hours: raw.policy.auto_approve_cpu_hours,
-        },
+        policy,
     })
 }
 

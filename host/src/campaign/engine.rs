@@ -7,6 +7,8 @@
 //! (`Launching`, with its idempotency key and reservation) before it is
 //! submitted, so a crash at any point is reconciled by key on the next pass.
 
+mod guardrails;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ use super::state::{
     TrialRow, TrialStatus,
 };
 use super::stats::{self, Summary};
+use crate::governance;
 use crate::jobs::{Backend, JobOutcome, JobSpec, JobState, WakeCommand};
 use crate::sandbox::{Sandbox, Strategy};
 use crate::store::{Store, Tx, now_ms};
@@ -104,6 +107,8 @@ pub struct Engine<'a> {
     views: CachedViews,
     /// Submissions recorded in memory, written with the next commit.
     submitted: std::cell::RefCell<Vec<(u64, TrialRow, crate::jobs::JobHandle)>>,
+    /// Now, in Unix milliseconds, for approval expiry (tests move it).
+    clock: Box<dyn Fn() -> u64 + 'a>,
 }
 
 /// Strategies loaded by source, reused across passes.
@@ -452,6 +457,7 @@ impl View {
             hypotheses,
             curves: Vec::new(),
             insights: Vec::new(),
+            out_of_space_requests: true,
         }
     }
 
@@ -502,7 +508,14 @@ impl<'a> Engine<'a> {
             strategies: HashMap::new(),
             views: HashMap::new(),
             submitted: std::cell::RefCell::new(Vec::new()),
+            clock: Box::new(now_ms),
         }
+    }
+
+    /// Uses `clock` for "now" when deciding which requests have expired.
+    pub fn with_clock(mut self, clock: impl Fn() -> u64 + 'a) -> Self {
+        self.clock = Box::new(clock);
+        self
     }
 
     /// Reuses strategies loaded by an earlier engine (a driver keeps them
@@ -572,6 +585,15 @@ impl<'a> Engine<'a> {
             });
         }
         changed |= self.reconcile(view)?;
+        changed |= self.govern(view)?;
+        if !view.row.state.is_active() {
+            self.flush(view)?;
+            return Ok(Pass {
+                state: view.row.state,
+                in_flight: view.in_flight(),
+                changed,
+            });
+        }
         if view.row.paused {
             // Paused: results are still recorded, nothing new starts.
             self.flush(view)?;
@@ -692,6 +714,9 @@ impl<'a> Engine<'a> {
         let reason = reason.to_string();
         self.commit(view, |tx| {
             tx.append(Some(id), EventBody::StateChanged { from, to, reason })?;
+            if to.is_terminal() {
+                self.close_requests(tx, id, &format!("the campaign is {}", to.name()))?;
+            }
             Ok(())
         })
     }
@@ -736,7 +761,7 @@ impl<'a> Engine<'a> {
     }
 
     fn cpu_left(&self, view: &View) -> (f64, f64) {
-        let b = &view.row.spec.budget;
+        let b = &view.row.budget();
         let l = &view.row.ledger;
         (
             b.cpu_hours - l.reserved_cpu - l.spent_cpu,
@@ -753,10 +778,11 @@ impl<'a> Engine<'a> {
         let eps = 1e-9;
         // A budget of 0 CPU-hours means CPU time is not budgeted (a
         // GPU-only budget); the file must budget at least one of the two.
-        let cpu_ok = spec.budget.cpu_hours <= 0.0 || rc * (1 + hold) as f64 <= cpu_left + eps;
+        let budget = view.row.budget();
+        let cpu_ok = budget.cpu_hours <= 0.0 || rc * (1 + hold) as f64 <= cpu_left + eps;
         let gpu_ok = rg <= 0.0 || rg * (1 + hold) as f64 <= gpu_left + eps;
         // Trials held for confirmation count against max_trials too.
-        let trials_ok = view.row.ledger.launched + hold < spec.budget.max_trials;
+        let trials_ok = view.row.ledger.launched + hold < budget.max_trials;
         cpu_ok && gpu_ok && trials_ok
     }
 
@@ -768,10 +794,11 @@ impl<'a> Engine<'a> {
         let spec = &view.row.spec;
         let a = allotment(spec);
         let needed = (a.baseline + a.confirm + 2) as f64;
-        let cpu_fits = spec.budget.cpu_hours <= 0.0
-            || spec.cpu_reservation() * needed <= spec.budget.cpu_hours + 1e-9;
+        let budget = view.row.budget();
+        let cpu_fits =
+            budget.cpu_hours <= 0.0 || spec.cpu_reservation() * needed <= budget.cpu_hours + 1e-9;
         let gpu_fits = spec.gpu_reservation() <= 0.0
-            || spec.gpu_reservation() * needed <= spec.budget.gpu_hours + 1e-9;
+            || spec.gpu_reservation() * needed <= budget.gpu_hours + 1e-9;
         if cpu_fits && gpu_fits { a.confirm } else { 0 }
     }
 
@@ -883,7 +910,15 @@ impl<'a> Engine<'a> {
                     .iter()
                     .filter(|t| t.stage == Stage::Confirm)
                     .count();
-                if confirm_trials == 0 && view.row.winner.is_none() {
+                if confirm_trials == 0 {
+                    // A branch waiting for a human may hold the winner:
+                    // wait for its answer (or expiry) and its trials.
+                    if view.in_flight() > 0
+                        || view.trials.iter().any(|t| t.status == TrialStatus::Queued)
+                        || self.branches_waiting(id)?
+                    {
+                        return Ok(false);
+                    }
                     let Some((winner, s, effect)) = view.best() else {
                         self.finish_campaign(view, "nothing beat the baseline".into())?;
                         return Ok(true);
@@ -891,10 +926,25 @@ impl<'a> Engine<'a> {
                     view.row.winner = Some(winner);
                     let reps = view.row.spec.budget.confirm_replicates;
                     if a.confirm == 0 || !self.affordable(view, 2 * reps - 1) {
-                        let note = format!(
+                        let mut note = format!(
                             "best: hypothesis {winner} (mean {:.6}, +{effect:.6} vs baseline); no budget left to confirm it with fresh seeds",
                             s.mean
                         );
+                        if a.confirm > 0 && view.row.spec.policy.ask_for_budget {
+                            match self.budget_request(id)? {
+                                None => return self.ask_for_budget(view, winner, 2 * reps),
+                                Some(r) if r.state == governance::ApprovalState::Pending => {
+                                    return Ok(false);
+                                }
+                                Some(r) => {
+                                    note = format!(
+                                        "{note} (budget-increase request {} was {})",
+                                        r.id,
+                                        r.state.name()
+                                    );
+                                }
+                            }
+                        }
                         self.finish_campaign(view, note)?;
                         return Ok(true);
                     }
@@ -996,6 +1046,7 @@ impl<'a> Engine<'a> {
                     summary: s,
                 },
             )?;
+            self.close_requests(tx, id, "the campaign finished")?;
             Ok(())
         })?;
         self.say(Progress::Done {
@@ -1139,24 +1190,57 @@ impl<'a> Engine<'a> {
             .into_iter()
             .filter(|h| !known.contains(&validate::key(h)))
             .collect();
-        if fresh.is_empty() {
-            view.row.exhausted.insert(stage.name().to_string(), true);
-        }
+
         let mut rows = Vec::new();
+        // Values outside the approved space wait for a human; the rest of
+        // the batch goes ahead.
+        let mut room =
+            guardrails::MAX_PENDING_OUT_OF_SPACE.saturating_sub(self.pending_out_of_space(id)?);
+        let mut requests = Vec::new();
         for h in fresh {
             let hid = view.row.next_hypothesis.max(1);
             view.row.next_hypothesis = hid + 1;
+            let outside = validate::outside_space_all(&spec.knobs, &h);
+            let status = if outside.is_empty() {
+                HypothesisStatus::Active
+            } else if room > 0 {
+                room -= 1;
+                let changes: serde_json::Map<String, serde_json::Value> = h
+                    .assignments
+                    .iter()
+                    .map(|a| (a.knob.clone(), crate::strategy::value_json(&a.value)))
+                    .collect();
+                let payload = self.trial_payload(
+                    view,
+                    serde_json::json!({
+                        "hypothesis": hid,
+                        "title": h.title,
+                        "changes": changes,
+                        "outside": outside,
+                    }),
+                );
+                requests.push(self.new_request(
+                    view,
+                    governance::ApprovalKind::OutOfSpace,
+                    format!("hypothesis {hid} \"{}\": {}", h.title, outside.join("; ")),
+                    payload,
+                    Some(hid),
+                ));
+                HypothesisStatus::AwaitingApproval
+            } else {
+                HypothesisStatus::Excluded
+            };
             rows.push(HypothesisRow {
                 id: hid,
                 stage,
                 hypothesis: h,
                 origin: Origin::Generator,
-                status: HypothesisStatus::Active,
+                status,
                 call_seq: None,
             });
         }
         let mut trials = Vec::new();
-        for h in &rows {
+        for h in rows.iter().filter(|h| h.status == HypothesisStatus::Active) {
             trials.push(self.new_trial(
                 view,
                 h.id,
@@ -1166,6 +1250,11 @@ impl<'a> Engine<'a> {
                 None,
                 h.hypothesis.assignments.clone(),
             ));
+        }
+        if trials.is_empty() {
+            // Nothing new to run (all known, or all waiting for a human):
+            // don't ask again in this stage.
+            view.row.exhausted.insert(stage.name().to_string(), true);
         }
         let count = rows.len();
         let rows_for_tx = rows.clone();
@@ -1181,6 +1270,10 @@ impl<'a> Engine<'a> {
             }
             for t in &trials_for_tx {
                 put_queued(tx, id, t)?;
+            }
+            let now = (self.clock)();
+            for r in requests {
+                governance::request(tx, r, now)?;
             }
             Ok(())
         })?;
@@ -1302,6 +1395,14 @@ impl<'a> Engine<'a> {
     /// Launches queued trials while slots and budget allow. True if any.
     fn launch(&mut self, view: &mut View) -> anyhow::Result<bool> {
         let mut launched = false;
+        if !view.trials.iter().any(|t| t.status == TrialStatus::Queued) {
+            return Ok(false);
+        }
+        // Invariant 1: nothing launches without the approved plan.
+        if let Err(why) = self.plan_gate(view) {
+            self.halt(view, why)?;
+            return Ok(true);
+        }
         loop {
             if view.in_flight() >= view.row.spec.budget.max_parallel as usize {
                 break;
@@ -1702,6 +1803,7 @@ impl<'a> Engine<'a> {
         let mut new_trial: Option<TrialRow> = None;
         let mut new_hypothesis: Option<HypothesisRow> = None;
         let mut status_change: Option<(u64, HypothesisStatus, String)> = None;
+        let mut escalation = None;
         let action_text;
         match (&diagnosis.action, retries_left) {
             (Action::Retry, true) => {
@@ -1777,7 +1879,28 @@ impl<'a> Engine<'a> {
                 new_trial = Some(t);
             }
             (Action::Escalate, _) => {
-                action_text = "escalated to a human; the hypothesis is parked".into();
+                let payload = self.trial_payload(
+                    view,
+                    serde_json::json!({
+                        "trial": tid,
+                        "hypothesis": trial.hypothesis,
+                        "class": crate::strategy::failure_class_name(diagnosis.class),
+                        "rationale": diagnosis.rationale,
+                        "retry": "approving runs the trial once more",
+                    }),
+                );
+                escalation = Some(self.new_request(
+                    view,
+                    governance::ApprovalKind::Escalation,
+                    format!(
+                        "trial {tid} failed ({}); the debugger asks a human whether to retry it",
+                        crate::strategy::failure_class_name(diagnosis.class)
+                    ),
+                    payload,
+                    Some(trial.hypothesis),
+                ));
+                action_text =
+                    "escalated to a human (an approval request); the hypothesis is parked".into();
                 status_change = Some((
                     trial.hypothesis,
                     HypothesisStatus::Escalated,
@@ -1857,6 +1980,9 @@ impl<'a> Engine<'a> {
             }
             if let Some(t) = &nt {
                 put_queued(tx, id, t)?;
+            }
+            if let Some(r) = escalation {
+                governance::request(tx, r, (self.clock)())?;
             }
             Ok(())
         })?;
@@ -1957,7 +2083,7 @@ pub fn summary_line(view: &View) -> String {
         count(TrialStatus::Failed),
         l.spent_cpu,
         l.reserved_cpu,
-        view.row.spec.budget.cpu_hours
+        view.row.budget().cpu_hours
     )
 }
 

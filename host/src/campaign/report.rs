@@ -330,9 +330,9 @@ pub fn build(view: &View) -> Report {
             gpu_hours: view.row.ledger.spent_gpu,
         },
         budget: BudgetOut {
-            cpu_hours: spec.budget.cpu_hours,
-            gpu_hours: spec.budget.gpu_hours,
-            max_trials: spec.budget.max_trials,
+            cpu_hours: view.row.budget().cpu_hours,
+            gpu_hours: view.row.budget().gpu_hours,
+            max_trials: view.row.budget().max_trials,
         },
         phases,
         failures,

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::config::Campaign;
+use super::config::{Budget, Campaign};
+use crate::governance::{ApprovalKind, ApprovalState};
 use crate::jobs::{JobHandle, JobOutcome};
 use crate::strategy::{Assignment, Diagnosis, FailureClass, Hypothesis};
 
@@ -90,6 +91,22 @@ pub struct ApprovalRecord {
     pub by: String,
     pub at_ms: u64,
     pub note: String,
+    /// The approval request this answers.
+    #[serde(default)]
+    pub request: Option<u64>,
+    /// The plan payload's hash it approved: launches stop if the plan no
+    /// longer hashes to it.
+    #[serde(default)]
+    pub payload_hash: String,
+}
+
+/// Budget added by an approved budget-increase request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetIncrease {
+    pub request: u64,
+    pub cpu_hours: f64,
+    pub gpu_hours: f64,
+    pub max_trials: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,7 +118,13 @@ pub struct CampaignRow {
     pub state: CampaignState,
     pub stage: Stage,
     pub created_ms: u64,
+    /// The OS user who registered it (`reagent plan`).
+    #[serde(default)]
+    pub planned_by: String,
     pub approved: Option<ApprovalRecord>,
+    /// Approved budget increases, on top of `spec.budget`.
+    #[serde(default)]
+    pub budget_increases: Vec<BudgetIncrease>,
     pub started_ms: Option<u64>,
     pub finished_ms: Option<u64>,
     pub ledger: Ledger,
@@ -121,6 +144,19 @@ pub struct CampaignRow {
     pub winner: Option<u64>,
 }
 
+impl CampaignRow {
+    /// The approved budget: the plan's, plus approved increases.
+    pub fn budget(&self) -> Budget {
+        let mut b = self.spec.budget.clone();
+        for inc in &self.budget_increases {
+            b.cpu_hours += inc.cpu_hours;
+            b.gpu_hours += inc.gpu_hours;
+            b.max_trials += inc.max_trials;
+        }
+        b
+    }
+}
+
 /// Where a hypothesis came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -138,6 +174,8 @@ pub enum HypothesisStatus {
     Excluded,
     /// Waiting for a human (debugger said escalate).
     Escalated,
+    /// Outside the approved knob space: waits for an approval request.
+    AwaitingApproval,
     /// Superseded by a retry-with hypothesis.
     Replaced,
 }
@@ -246,9 +284,25 @@ pub enum EventBody {
         file: String,
         spec: Box<Campaign>,
     },
+    /// Written by databases from before approval requests; read only.
     PlanApproved {
         by: String,
         note: String,
+    },
+    ApprovalRequested {
+        id: u64,
+        kind: ApprovalKind,
+        requested_by: String,
+        summary: String,
+        payload_hash: String,
+        expires_ms: u64,
+    },
+    ApprovalDecided {
+        id: u64,
+        state: ApprovalState,
+        by: String,
+        note: String,
+        payload_hash: String,
     },
     StateChanged {
         from: CampaignState,

@@ -11,9 +11,9 @@ use clap::ValueEnum;
 use crate::campaign::config::{self, Campaign};
 use crate::campaign::engine::{Progress, View, allotment};
 use crate::campaign::report;
-use crate::campaign::state::{
-    ApprovalRecord, CampaignRow, CampaignState, EventBody, Stage, TrialStatus,
-};
+use crate::campaign::state::{CampaignRow, CampaignState, EventBody, TrialStatus};
+use crate::cli::approvals;
+use crate::governance::{self, Identity};
 use crate::sandbox::Sandbox;
 use crate::store::{Store, now_ms};
 use crate::strategy::data::StaticData;
@@ -32,14 +32,7 @@ pub enum ReportFormat {
 }
 
 fn user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| {
-            // SAFETY: getuid has no preconditions.
-            #[allow(unsafe_code)]
-            let uid = unsafe { libc::getuid() };
-            format!("uid:{uid}")
-        })
+    governance::os_user()
 }
 
 /// CPU time of this process so far (user, system), in seconds.
@@ -177,13 +170,37 @@ fn preflight(spec: &Campaign, sandbox: &Sandbox) -> anyhow::Result<Vec<String>> 
                     .join("; ")
             );
         }
+        let l = &spec.strategies.limits;
         lines.push(format!(
-            "{role:<9} {source} ({}, sha256 {}…, fuel {} / {} ms / {} MiB per call)",
+            "{role:<9} {source}: {} world, sha256 {}",
             info.world.map_or("?", |w| w.name()),
-            &info.sha256[..12],
-            spec.strategies.limits.fuel,
-            spec.strategies.limits.deadline_ms,
-            spec.strategies.limits.memory_bytes >> 20
+            info.sha256,
+        ));
+        let imports: Vec<&str> = info
+            .imports
+            .iter()
+            .map(|i| i.as_str())
+            .filter(|i| i.starts_with("reagent:"))
+            .collect();
+        lines.push(format!(
+            "          imports {}; virtual WASI only (no files, network, env, real clocks)",
+            if imports.is_empty() {
+                "none".to_string()
+            } else {
+                imports.join(", ")
+            }
+        ));
+        lines.push(format!(
+            "          grants {}; limits per call: fuel {}, {} ms, {} MiB memory, {} host calls, {} KiB output",
+            {
+                let g = spec.strategies.grants.names();
+                if g.is_empty() { "none".to_string() } else { g.join(", ") }
+            },
+            l.fuel,
+            l.deadline_ms,
+            l.memory_bytes >> 20,
+            l.max_host_calls,
+            l.max_output_bytes >> 10
         ));
     }
     let program = &spec.job.command[0];
@@ -222,6 +239,17 @@ fn preflight(spec: &Campaign, sandbox: &Sandbox) -> anyhow::Result<Vec<String>> 
     Ok(lines)
 }
 
+/// A knob's approved space in words.
+fn space(kind: &crate::strategy::KnobKind) -> String {
+    use crate::strategy::KnobKind;
+    match kind {
+        KnobKind::Float(r) | KnobKind::LogFloat(r) => format!("[{}, {}]", r.low, r.high),
+        KnobKind::Int(r) => format!("[{}, {}]", r.low, r.high),
+        KnobKind::Categorical(c) => format!("{{{}}}", c.join(", ")),
+        KnobKind::Flag => "{true, false}".into(),
+    }
+}
+
 fn print_plan(row: &CampaignRow, preflight: &[String], slate: &[String]) {
     let spec = &row.spec;
     let a = allotment(spec);
@@ -246,22 +274,31 @@ fn print_plan(row: &CampaignRow, preflight: &[String], slate: &[String]) {
                 " (holdout {h}: reported, never used to choose)"
             ))
     );
-    println!("preflight:");
+    println!("preflight checklist:");
     for l in preflight {
         println!("  {l}");
     }
-    println!("knobs:");
+    println!("knob space (values outside it need an approval):");
     for k in &spec.knobs {
         println!(
-            "  {:<16} {:<12} baseline {}",
+            "  {:<16} {:<12} {:<28} baseline {}",
             k.name,
             crate::strategy::validate::kind_name(&k.kind)
                 .trim_start_matches("an ")
                 .trim_start_matches("a "),
+            space(&k.kind),
             render_value(&k.baseline)
         );
     }
-    println!("plan (trials × {r:.3} CPU-hours reserved each):");
+    let g = spec.gpu_reservation();
+    println!(
+        "budget split and cost estimate (each trial reserves {r:.3} CPU-hours{}):",
+        if g > 0.0 {
+            format!(" and {g:.3} GPU-hours")
+        } else {
+            String::new()
+        }
+    );
     for (name, n) in [
         ("baseline", a.baseline),
         ("validate", a.validate),
@@ -269,7 +306,15 @@ fn print_plan(row: &CampaignRow, preflight: &[String], slate: &[String]) {
         ("exploit", a.exploit),
         ("confirm", a.confirm),
     ] {
-        println!("  {name:<9} {n:>4} trials  ≤ {:.3} CPU-hours", n as f64 * r);
+        println!(
+            "  {name:<9} {n:>4} trials  ≤ {:.3} CPU-hours{}",
+            n as f64 * r,
+            if g > 0.0 {
+                format!(", ≤ {:.3} GPU-hours", n as f64 * g)
+            } else {
+                String::new()
+            }
+        );
     }
     println!(
         "budget    {} CPU-hours, {} GPU-hours, {} trials, {} in parallel{}",
@@ -305,86 +350,36 @@ pub fn plan(
     let preflight_lines = preflight(&spec, &sandbox)?;
     // Preview the validation slate: the same call the engine makes first.
     let slate = preview_slate(&spec, &sandbox);
+    let policy = ws.policy()?;
     let store = ws.open_store(Duration::from_secs(30))?;
-    let auto = spec
-        .policy
-        .auto_approve_cpu_hours
-        .is_some_and(|limit| spec.budget.cpu_hours <= limit && spec.budget.gpu_hours == 0.0);
-    let by = user();
-    let id = store.write(|tx| {
-        let id = tx.next_campaign_id()?;
-        let mut row = CampaignRow {
-            id,
-            spec: spec.clone(),
-            file: file.display().to_string(),
-            state: CampaignState::AwaitingApproval,
-            stage: Stage::Plan,
-            created_ms: now_ms(),
-            approved: None,
-            started_ms: None,
-            finished_ms: None,
-            ledger: Default::default(),
-            next_hypothesis: 1,
-            next_trial: 1,
-            generator_calls: 0,
-            debugger_calls: 0,
-            strikes: 0,
-            exhausted: Default::default(),
-            paused: false,
-            note: None,
-            winner: None,
+    let by = Identity::current();
+    // Registration and an approval on the spot (by policy, or the
+    // operator's --yes where the policy lets them) are one transaction.
+    let mut refused = None;
+    let (id, request) = store.write(|tx| {
+        let now = now_ms();
+        let (row, request) =
+            governance::register(tx, &spec, &file.display().to_string(), &by.name(), now)?;
+        let decision = |by, note: String| governance::Decision {
+            id: request.id,
+            approve: true,
+            by,
+            note,
+            expect_hash: None,
+            now,
         };
-        tx.append(
-            Some(id),
-            EventBody::CampaignRegistered {
-                name: spec.name.clone(),
-                file: file.display().to_string(),
-                spec: Box::new(spec.clone()),
-            },
-        )?;
-        tx.append(
-            Some(id),
-            EventBody::StateChanged {
-                from: CampaignState::Draft,
-                to: CampaignState::AwaitingApproval,
-                reason: "plan written".into(),
-            },
-        )?;
-        if yes || auto {
-            let note = if yes {
-                "approved on the command line (--yes)"
-            } else {
-                "auto-approved by policy"
-            };
-            let approver = if yes {
-                by.clone()
-            } else {
-                "policy".to_string()
-            };
-            row.approved = Some(ApprovalRecord {
-                by: approver.clone(),
-                at_ms: now_ms(),
-                note: note.into(),
-            });
-            tx.append(
-                Some(id),
-                EventBody::PlanApproved {
-                    by: approver,
-                    note: note.into(),
-                },
-            )?;
-            tx.append(
-                Some(id),
-                EventBody::StateChanged {
-                    from: CampaignState::AwaitingApproval,
-                    to: CampaignState::Running,
-                    reason: "plan approved".into(),
-                },
-            )?;
-            row.state = CampaignState::Running;
+        if let Some(note) = approvals::auto_approves(&policy, &request, &row) {
+            governance::settle_in(tx, decision(&Identity::Policy, note), &policy)?;
+        } else if yes
+            && let Err(e) = governance::settle_in(
+                tx,
+                decision(&by, "approved on the command line (--yes)".into()),
+                &policy,
+            )
+        {
+            refused = Some(e);
         }
-        tx.put_campaign(&row)?;
-        Ok(id)
+        Ok((row.id, request))
     })?;
     let row = store.campaign(id)?.context("campaign vanished")?;
     if json {
@@ -412,10 +407,23 @@ pub fn plan(
                 "approved by {}; start it with `reagent run {id}` (or `reagent run {id} --detach`)",
                 row.approved.as_ref().map_or("?", |a| a.by.as_str())
             ),
-            _ => println!(
-                "awaiting approval: approve and start it as {by} with `reagent run {id} --yes`"
-            ),
+            _ => {
+                if let Some(e) = &refused {
+                    println!("--yes was refused: {e:#}");
+                }
+                println!(
+                    "awaiting approval (request {}, payload sha256 {}): `reagent approve {}`, or approve and start it with `reagent run {id} --yes`",
+                    request.id,
+                    &request.payload_hash[..16],
+                    request.id
+                )
+            }
         }
+    }
+    if let Some(e) = refused {
+        return Err(e.context(format!(
+            "campaign {id} is registered and awaits another approver"
+        )));
     }
     Ok((id, row.state))
 }
@@ -458,37 +466,16 @@ fn preview_slate(spec: &Campaign, sandbox: &Sandbox) -> Vec<String> {
 }
 
 /// Records the operator's approval of campaign `id`'s plan.
-fn approve(store: &Store, id: u64) -> anyhow::Result<()> {
-    let mut row = store
-        .campaign(id)?
-        .with_context(|| format!("no campaign {id}"))?;
-    let by = user();
-    let from = row.state;
-    row.approved = Some(ApprovalRecord {
-        by: by.clone(),
-        at_ms: now_ms(),
-        note: "approved on the command line (--yes)".into(),
-    });
-    row.state = CampaignState::Running;
-    store.write(|tx| {
-        tx.append(
-            Some(id),
-            EventBody::PlanApproved {
-                by,
-                note: "approved on the command line (--yes)".into(),
-            },
-        )?;
-        tx.append(
-            Some(id),
-            EventBody::StateChanged {
-                from,
-                to: CampaignState::Running,
-                reason: "plan approved".into(),
-            },
-        )?;
-        tx.put_campaign(&row)?;
-        Ok(())
-    })
+fn approve(ws: &Workspace, store: &Store, id: u64) -> anyhow::Result<()> {
+    let policy = ws.policy()?;
+    approvals::approve_plan(
+        store,
+        &policy,
+        id,
+        &Identity::current(),
+        "approved on the command line (--yes)",
+    )?;
+    Ok(())
 }
 
 /// Resolves `target` (a campaign id, or a campaign file to plan first).
@@ -518,7 +505,7 @@ pub fn run(ws: &Workspace, target: &str, detach: bool, yes: bool) -> anyhow::Res
             .with_context(|| format!("no campaign {id} in {}", ws.dir.display()))?;
         match c.state {
             CampaignState::AwaitingApproval | CampaignState::Draft if yes => {
-                approve(&store, id)?;
+                approve(ws, &store, id)?;
                 println!("campaign {id}: plan approved by {}", user());
             }
             CampaignState::AwaitingApproval | CampaignState::Draft => {
@@ -610,8 +597,14 @@ fn status_json(store: &Store, c: &CampaignRow) -> anyhow::Result<serde_json::Val
         "best": best.map(|(h, s, e)| serde_json::json!({"hypothesis": h, "mean": s.mean, "n": s.n, "improvement": e})),
         "spent": {"cpu_hours": c.ledger.spent_cpu, "gpu_hours": c.ledger.spent_gpu},
         "reserved": {"cpu_hours": c.ledger.reserved_cpu, "gpu_hours": c.ledger.reserved_gpu},
-        "budget": {"cpu_hours": c.spec.budget.cpu_hours, "gpu_hours": c.spec.budget.gpu_hours, "max_trials": c.spec.budget.max_trials},
+        "budget": {"cpu_hours": c.budget().cpu_hours, "gpu_hours": c.budget().gpu_hours, "max_trials": c.budget().max_trials},
         "note": c.note,
+        "pending_approvals": store
+            .approvals_of(c.id)?
+            .iter()
+            .filter(|a| a.state == governance::ApprovalState::Pending)
+            .map(|a| serde_json::json!({"id": a.id, "kind": a.kind.name(), "summary": a.summary}))
+            .collect::<Vec<_>>(),
     }))
 }
 
@@ -665,6 +658,15 @@ pub fn status(ws: &Workspace, id: Option<u64>, json: bool) -> anyhow::Result<Exi
         }
         if let Some(n) = v["note"].as_str() {
             println!("     {n}");
+        }
+        for a in v["pending_approvals"].as_array().into_iter().flatten() {
+            println!(
+                "     waiting for approval {} ({}): {} — `reagent approve {}`",
+                a["id"],
+                a["kind"].as_str().unwrap_or(""),
+                a["summary"].as_str().unwrap_or(""),
+                a["id"]
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::workspace::Workspace;
 
+pub mod approvals;
 pub mod campaign;
 pub mod demo;
 pub mod scaffold;
@@ -105,6 +106,47 @@ pub enum Command {
     Resume { id: u64 },
     /// Stop a campaign and its running jobs.
     Cancel { id: u64 },
+    /// Approval requests: pending ones by default. The agent asks before
+    /// anything outside the approved plan: the plan itself, a budget
+    /// increase, knob values outside the approved space, an escalated
+    /// failure. Only the branch a request holds back waits.
+    Approvals {
+        /// Include decided (approved, rejected, expired) requests.
+        #[arg(long)]
+        all: bool,
+        /// Only this campaign's requests.
+        #[arg(long)]
+        campaign: Option<u64>,
+        /// JSON: a list of objects with id, campaign, kind, state, created,
+        /// expires, requested_by, summary, payload, payload_hash, decided_by,
+        /// note.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a request, as the current OS user. The decision is bound to
+    /// the request's payload hash and appended to the audit log; the
+    /// workspace policy says who may approve what; the agent (and any job
+    /// it launched) never can.
+    Approve {
+        id: u64,
+        /// Why, for the audit log.
+        #[arg(long, default_value = "")]
+        note: String,
+        /// Approve only if the payload's sha256 starts with this (≥ 8 hex
+        /// digits): what you reviewed is what you approve.
+        #[arg(long, value_name = "SHA256")]
+        hash: Option<String>,
+    },
+    /// Reject a request (always allowed; a reason is required).
+    Reject {
+        id: u64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// The governance policy (Cedar): which requests are approved
+    /// automatically, and who may approve the rest.
+    #[command(subcommand)]
+    Policy(approvals::PolicyCommand),
     /// Inspect, try and scaffold strategies (sandboxed WebAssembly components).
     #[command(subcommand)]
     Strategy(strategy::StrategyCommand),
@@ -151,6 +193,23 @@ pub fn main() -> ExitCode {
             max_trials,
             data_args: data_args.clone(),
         }),
+        Command::Approvals {
+            all,
+            campaign,
+            json,
+        } => ws().and_then(|w| approvals::list(&w, all, campaign, json)),
+        Command::Approve {
+            id,
+            ref note,
+            ref hash,
+        } => ws().and_then(|w| approvals::decide(&w, id, true, note.clone(), hash.clone())),
+        Command::Reject { id, ref reason } => {
+            ws().and_then(|w| approvals::decide(&w, id, false, reason.clone(), None))
+        }
+        Command::Policy(cmd) => {
+            let w = ws().ok();
+            approvals::policy(w.as_ref(), cmd)
+        }
         Command::Strategy(cmd) => strategy::run(cmd),
         Command::Supervise { ref job_dir } => {
             crate::jobs::local::supervise(job_dir).map(|()| ExitCode::SUCCESS)

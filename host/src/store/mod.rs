@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use crate::campaign::state::{CampaignRow, Event, EventBody, HypothesisRow, TrialRow};
+use crate::governance::ApprovalRow;
 use crate::strategy::data::MemoryStore;
 use crate::strategy::record::CallRecord;
 
@@ -28,6 +29,7 @@ const TRIALS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("trials"
 const CURVES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("curves");
 const MEMORY: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("strategy_memory");
 const CALLS: TableDefinition<u64, &[u8]> = TableDefinition::new("strategy_calls");
+const APPROVALS: TableDefinition<u64, &[u8]> = TableDefinition::new("approvals");
 
 /// Why the store could not be opened or used.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +103,8 @@ pub struct ChainBreak {
 pub struct Store {
     db: Database,
     path: PathBuf,
+    /// See [`Store::fail_commit_after`].
+    fail_at: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -146,6 +150,7 @@ impl Store {
         let store = Store {
             db,
             path: path.to_path_buf(),
+            fail_at: std::sync::atomic::AtomicU64::new(0),
         };
         store.check_schema()?;
         Ok(store)
@@ -215,6 +220,15 @@ impl Store {
         };
         let mut tx = Tx { txn, head };
         let result = f(&mut tx)?;
+        let fail_at = self.fail_at.load(std::sync::atomic::Ordering::SeqCst);
+        if fail_at > 0 {
+            self.fail_at
+                .store(fail_at - 1, std::sync::atomic::Ordering::SeqCst);
+            if fail_at == 1 {
+                // Dropping the transaction aborts it: nothing is written.
+                anyhow::bail!("injected crash before commit");
+            }
+        }
         let Tx { txn, head } = tx;
         {
             let mut meta = txn.open_table(META)?;
@@ -315,6 +329,42 @@ impl Store {
 
     pub fn call(&self, seq: u64) -> anyhow::Result<Option<CallRecord>> {
         self.get(CALLS, seq, "strategy call")
+    }
+
+    pub fn approval(&self, id: u64) -> anyhow::Result<Option<ApprovalRow>> {
+        self.get(APPROVALS, id, "approval")
+    }
+
+    /// Every approval request, oldest first.
+    pub fn approvals(&self) -> anyhow::Result<Vec<ApprovalRow>> {
+        let read = self.db.begin_read()?;
+        let t = match read.open_table(APPROVALS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for entry in t.iter()? {
+            let (_, v) = entry?;
+            out.push(from_bytes(v.value(), "approval")?);
+        }
+        Ok(out)
+    }
+
+    /// The approval requests of one campaign.
+    pub fn approvals_of(&self, campaign: u64) -> anyhow::Result<Vec<ApprovalRow>> {
+        Ok(self
+            .approvals()?
+            .into_iter()
+            .filter(|a| a.campaign == campaign)
+            .collect())
+    }
+
+    /// Test hook: the `n`th write from now fails before it commits, as if
+    /// the process died there (0 turns it off). The model-based tests use
+    /// it to crash the host between any two steps.
+    pub fn fail_commit_after(&self, n: u64) {
+        self.fail_at.store(n, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Events with `seq` in `from..`, in order.
@@ -499,6 +549,33 @@ impl Tx {
         let mut t = self.txn.open_table(CALLS)?;
         t.insert(seq, to_bytes(record)?.as_slice())?;
         Ok(())
+    }
+
+    pub fn put_approval(&mut self, row: &ApprovalRow) -> anyhow::Result<()> {
+        let mut t = self.txn.open_table(APPROVALS)?;
+        t.insert(row.id, to_bytes(row)?.as_slice())?;
+        Ok(())
+    }
+
+    /// An approval request as this transaction sees it.
+    pub fn approval(&mut self, id: u64) -> anyhow::Result<Option<ApprovalRow>> {
+        let t = self.txn.open_table(APPROVALS)?;
+        let v = t.get(id)?;
+        v.map(|v| from_bytes(v.value(), "approval")).transpose()
+    }
+
+    /// A campaign row as this transaction sees it.
+    pub fn campaign(&mut self, id: u64) -> anyhow::Result<Option<CampaignRow>> {
+        let t = self.txn.open_table(CAMPAIGNS)?;
+        let v = t.get(id)?;
+        v.map(|v| from_bytes(v.value(), "campaign")).transpose()
+    }
+
+    /// The next approval request id (1-based).
+    pub fn next_approval_id(&mut self) -> anyhow::Result<u64> {
+        let t = self.txn.open_table(APPROVALS)?;
+        let last = t.last()?.map(|(k, _)| k.value()).unwrap_or(0);
+        Ok(last + 1)
     }
 
     /// The next campaign id (1-based).

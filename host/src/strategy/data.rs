@@ -18,6 +18,12 @@ pub trait StrategyData: Send + Sync {
     fn hypotheses(&self, cursor: u64, limit: u32) -> HypothesisPage;
     fn curve(&self, trial: u64, metric: &str) -> Vec<(u32, f64)>;
     fn insights(&self, query: &InsightQuery, cursor: u64, limit: u32) -> InsightPage;
+    /// Whether a knob value of the right kind but outside the approved
+    /// space is a request for a human (in a campaign) rather than an
+    /// invalid answer (everywhere else).
+    fn out_of_space_is_a_request(&self) -> bool {
+        false
+    }
 }
 
 /// One metric curve of one trial.
@@ -38,6 +44,9 @@ pub struct StaticData {
     pub hypotheses: Vec<HypothesisSummary>,
     pub curves: Vec<Curve>,
     pub insights: Vec<Insight>,
+    /// See [`StrategyData::out_of_space_is_a_request`]; set by campaigns.
+    #[serde(skip)]
+    pub out_of_space_requests: bool,
 }
 
 fn page<T: Clone>(items: &[T], cursor: u64, limit: u32) -> (Vec<T>, Option<u64>) {
@@ -50,6 +59,10 @@ fn page<T: Clone>(items: &[T], cursor: u64, limit: u32) -> (Vec<T>, Option<u64>)
 }
 
 impl StrategyData for StaticData {
+    fn out_of_space_is_a_request(&self) -> bool {
+        self.out_of_space_requests
+    }
+
     fn trial_count(&self) -> u64 {
         self.trials.len() as u64
     }

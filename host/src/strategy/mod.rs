@@ -107,6 +107,23 @@ pub struct Grants {
     pub llm: bool,
 }
 
+impl Grants {
+    /// The granted optional capabilities, by import name.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.insights {
+            out.push("insights");
+        }
+        if self.memory {
+            out.push("memory");
+        }
+        if self.llm {
+            out.push("llm");
+        }
+        out
+    }
+}
+
 impl Default for Grants {
     fn default() -> Self {
         Grants {

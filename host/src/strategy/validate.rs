@@ -56,7 +56,11 @@ pub fn hypotheses(
             if !knobs.insert(a.knob.as_str()) {
                 return Err(format!("{}: knob `{}` is assigned twice", at(), a.knob));
             }
-            value(spec, &a.value).map_err(|e| format!("{}: {e}", at()))?;
+            if data.out_of_space_is_a_request() {
+                kind(spec, &a.value).map_err(|e| format!("{}: {e}", at()))?;
+            } else {
+                value(spec, &a.value).map_err(|e| format!("{}: {e}", at()))?;
+            }
             if a.value != spec.baseline {
                 changes_something = true;
             }
@@ -110,6 +114,51 @@ pub fn diagnosis(ctx: &Context, diagnosis: &Diagnosis) -> Result<(), String> {
 
 /// Checks one value against its knob's kind and range.
 pub fn value(spec: &KnobSpec, value: &Value) -> Result<(), String> {
+    kind(spec, value)?;
+    match outside_space(spec, value) {
+        Some(why) => Err(why),
+        None => Ok(()),
+    }
+}
+
+/// Checks one value's kind only (and that a number is finite).
+pub fn kind(spec: &KnobSpec, value: &Value) -> Result<(), String> {
+    let name = &spec.name;
+    match (&spec.kind, value) {
+        (KnobKind::Float(_) | KnobKind::LogFloat(_), Value::Float(x)) if !x.is_finite() => {
+            Err(format!("knob `{name}` = {x} is not a finite number"))
+        }
+        (KnobKind::Float(_) | KnobKind::LogFloat(_), Value::Float(_))
+        | (KnobKind::Int(_), Value::Int(_))
+        | (KnobKind::Categorical(_), Value::Choice(_))
+        | (KnobKind::Flag, Value::Flag(_)) => Ok(()),
+        (k, v) => Err(format!(
+            "knob `{name}` is {} but got {} `{}`",
+            kind_name(k),
+            value_kind(v),
+            truncate(&render_value(v), 60)
+        )),
+    }
+}
+
+/// Why a value of the right kind lies outside the knob's approved space
+/// (its range or choices), if it does.
+pub fn outside_space(spec: &KnobSpec, value: &Value) -> Option<String> {
+    range_check(spec, value).err()
+}
+
+/// Every assignment of `h` outside the approved space, explained.
+pub fn outside_space_all(knobs: &[KnobSpec], h: &Hypothesis) -> Vec<String> {
+    h.assignments
+        .iter()
+        .filter_map(|a| {
+            let spec = knobs.iter().find(|k| k.name == a.knob)?;
+            outside_space(spec, &a.value)
+        })
+        .collect()
+}
+
+fn range_check(spec: &KnobSpec, value: &Value) -> Result<(), String> {
     let name = &spec.name;
     match (&spec.kind, value) {
         (KnobKind::Float(r) | KnobKind::LogFloat(r), Value::Float(x)) => {

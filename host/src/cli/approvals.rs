@@ -1,0 +1,285 @@
+//! `reagent approvals|approve|reject|policy`: the human side of governance.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use crate::governance::policy::{Policy, Principal};
+use crate::governance::{
+    self, ApprovalKind, ApprovalRow, ApprovalState, Decision, Identity, facts, utc,
+};
+use crate::store::{Store, now_ms};
+use crate::workspace::{self, Workspace};
+
+/// JSON for one request: the fields `reagent approvals --json` promises.
+pub fn approval_json(a: &ApprovalRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": a.id,
+        "campaign": a.campaign,
+        "kind": a.kind.name(),
+        "state": a.state.name(),
+        "created": iso(a.created_ms),
+        "created_ms": a.created_ms,
+        "expires": iso(a.expires_ms),
+        "expires_ms": a.expires_ms,
+        "requested_by": a.requested_by,
+        "summary": a.summary,
+        "payload": a.payload,
+        "payload_hash": a.payload_hash,
+        "hypothesis": a.hypothesis,
+        "decided_by": a.decided_by,
+        "decided": a.decided_ms.map(iso),
+        "note": a.note,
+        "applied": a.applied,
+    })
+}
+
+fn iso(ms: u64) -> String {
+    utc(ms).replace(' ', "T") + "Z"
+}
+
+/// `reagent approvals`: pending requests (all with `all`).
+pub fn list(
+    ws: &Workspace,
+    all: bool,
+    campaign: Option<u64>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = ws.open_store(Duration::from_secs(30))?;
+    governance::expire_due(&store, now_ms())?;
+    let rows: Vec<ApprovalRow> = store
+        .approvals()?
+        .into_iter()
+        .filter(|a| all || a.state == ApprovalState::Pending)
+        .filter(|a| campaign.is_none_or(|c| a.campaign == c))
+        .collect();
+    if json {
+        let out: Vec<serde_json::Value> = rows.iter().map(approval_json).collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!(
+            "no {}approval requests{}",
+            if all { "" } else { "pending " },
+            campaign.map_or(String::new(), |c| format!(" for campaign {c}"))
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>4}  {:>8}  {:<15}  {:<8}  {:<19}  {:<12}  summary",
+        "id", "campaign", "kind", "state", "created (UTC)", "payload"
+    );
+    for a in &rows {
+        println!(
+            "{:>4}  {:>8}  {:<15}  {:<8}  {:<19}  {:<12}  {}",
+            a.id,
+            a.campaign,
+            a.kind.name(),
+            a.state.name(),
+            utc(a.created_ms),
+            &a.payload_hash[..12],
+            a.summary
+        );
+        if a.state == ApprovalState::Pending {
+            println!(
+                "{:>48}expires {} (UTC); `reagent approve {}` or `reagent reject {} --reason TEXT`",
+                "",
+                utc(a.expires_ms),
+                a.id,
+                a.id
+            );
+        } else if let Some(by) = &a.decided_by {
+            println!(
+                "{:>48}{} by {by}{}",
+                "",
+                a.state.name(),
+                a.note
+                    .as_deref()
+                    .filter(|n| !n.is_empty())
+                    .map_or(String::new(), |n| format!(": {n}"))
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `reagent approve ID` / `reagent reject ID --reason`.
+pub fn decide(
+    ws: &Workspace,
+    id: u64,
+    approve: bool,
+    note: String,
+    expect_hash: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let policy = ws.policy()?;
+    let store = ws.open_store(Duration::from_secs(30))?;
+    let who = Identity::current();
+    let row = governance::settle(
+        &store,
+        Decision {
+            id,
+            approve,
+            by: &who,
+            note,
+            expect_hash,
+            now: now_ms(),
+        },
+        &policy,
+    )?;
+    let verb = row.state.name();
+    println!(
+        "request {id} ({} for campaign {}) {verb} by {}; payload sha256 {}",
+        row.kind.name(),
+        row.campaign,
+        who.name(),
+        row.payload_hash
+    );
+    let campaign = store.campaign(row.campaign)?;
+    drop(store);
+    match (row.kind, row.state) {
+        (ApprovalKind::Plan, ApprovalState::Approved) => {
+            let running = campaign.is_some_and(|c| c.state.is_active());
+            if running {
+                println!(
+                    "campaign {c}'s plan is approved; start it with `reagent run {c}` (or `reagent run {c} --detach`)",
+                    c = row.campaign
+                );
+            }
+        }
+        (ApprovalKind::Plan, _) => {
+            println!(
+                "campaign {} is cancelled; nothing was launched",
+                row.campaign
+            );
+        }
+        _ => {
+            // Let a live driver (or a pass of our own) act on it now.
+            if campaign.is_some_and(|c| c.state.is_active()) {
+                workspace::wake(ws, &mut |_| {})?;
+                println!(
+                    "campaign {} was woken to act on it (`reagent status {}`)",
+                    row.campaign, row.campaign
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the policy in force (the workspace's .reagent/policy.cedar, or
+    /// the default) with the attributes a policy can test.
+    Show,
+    /// Check a policy file (default: the workspace's) for syntax and schema
+    /// errors, and show how it decides a sample of requests.
+    Check { file: Option<std::path::PathBuf> },
+}
+
+pub fn policy(ws: Option<&Workspace>, cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PolicyCommand::Show => {
+            let ws = ws.context("`reagent policy show` needs a workspace")?;
+            let path = ws.policy_path();
+            let policy = ws.policy()?;
+            if path.exists() {
+                println!("// the workspace policy: {}", path.display());
+            } else {
+                println!(
+                    "// the default policy (no {} in this workspace)",
+                    path.display()
+                );
+            }
+            println!("{}", policy.source());
+            println!("// The schema requests are checked against:");
+            println!("{}", governance::policy::SCHEMA_TEXT);
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Check { file } => {
+            let path = match (file, ws) {
+                (Some(f), _) => f,
+                (None, Some(ws)) => ws.policy_path(),
+                (None, None) => anyhow::bail!("give a policy file, or run inside a workspace"),
+            };
+            let policy = Policy::load(&path)?;
+            println!("{}: ok", path.display());
+            let me = governance::os_user();
+            for (kind, cpu, gpu) in [
+                ("plan", 60, 0),
+                ("plan", 6000, 0),
+                ("plan", 60, 60),
+                ("budget-increase", 120, 0),
+                ("escalation", 0, 0),
+            ] {
+                let f = governance::policy::RequestFacts {
+                    kind: kind.into(),
+                    cpu_minutes: cpu,
+                    gpu_minutes: gpu,
+                    requested_by: "agent".into(),
+                    planned_by: me.clone(),
+                    ..Default::default()
+                };
+                let auto = policy.decide(&Principal::Auto, &f);
+                let human = policy.decide(&Principal::User(me.clone()), &f);
+                println!(
+                    "  {kind:<16} {cpu:>5} CPU-min {gpu:>4} GPU-min: auto-approved {}, {me} may approve {}",
+                    yes_no(auto.allowed),
+                    yes_no(human.allowed)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// Approves campaign `campaign`'s pending plan request as `who` (the
+/// operator's `--yes`). The policy decides whether they may.
+pub fn approve_plan(
+    store: &Store,
+    policy: &Policy,
+    campaign: u64,
+    who: &Identity,
+    note: &str,
+) -> anyhow::Result<ApprovalRow> {
+    let request = store
+        .approvals_of(campaign)?
+        .into_iter()
+        .rev()
+        .find(|a| a.kind == ApprovalKind::Plan)
+        .with_context(|| format!("campaign {campaign} has no plan approval request"))?;
+    governance::settle(
+        store,
+        Decision {
+            id: request.id,
+            approve: true,
+            by: who,
+            note: note.into(),
+            expect_hash: None,
+            now: now_ms(),
+        },
+        policy,
+    )
+}
+
+/// Auto-approval: whether the policy approves `row` without a human.
+pub fn auto_approves(
+    policy: &Policy,
+    row: &ApprovalRow,
+    campaign: &crate::campaign::state::CampaignRow,
+) -> Option<String> {
+    let verdict = policy.decide(&Principal::Auto, &facts(row, Some(campaign)));
+    verdict.allowed.then(|| {
+        if verdict.reasons.is_empty() {
+            "auto-approved by policy".to_string()
+        } else {
+            format!("auto-approved by policy ({})", verdict.reasons.join(", "))
+        }
+    })
+}
