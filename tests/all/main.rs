@@ -1,5 +1,6 @@
 //! Reagent's integration tests: one binary, one module per area.
 
+mod audit;
 mod builtins;
 mod campaign;
 mod cli;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::workspace::Workspace;
 
 pub mod approvals;
+pub mod audit;
 pub mod campaign;
 pub mod demo;
 pub mod scaffold;
@@ -150,6 +151,9 @@ pub enum Command {
     /// Inspect, try and scaffold strategies (sandboxed WebAssembly components).
     #[command(subcommand)]
     Strategy(strategy::StrategyCommand),
+    /// Verify, show, export and replay the hash-chained event log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Internal: supervise one job (started by the local backend).
     #[command(name = "__supervise", hide = true)]
     Supervise { job_dir: PathBuf },
@@ -211,6 +215,7 @@ pub fn main() -> ExitCode {
             approvals::policy(w.as_ref(), cmd)
         }
         Command::Strategy(cmd) => strategy::run(cmd),
+        Command::Audit(cmd) => ws().and_then(|w| audit::run(&w, cmd)),
         Command::Supervise { ref job_dir } => {
             crate::jobs::local::supervise(job_dir).map(|()| ExitCode::SUCCESS)
         }

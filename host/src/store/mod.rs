@@ -92,6 +92,34 @@ struct StoredEvent<'a> {
     body: &'a serde_json::value::RawValue,
 }
 
+/// An event as stored, with its body kept as the exact JSON text that was
+/// hashed (for `reagent audit export`, and for reading events whose body
+/// this binary may not know). Serializes as one JSON object with the fields
+/// in this order, `body` last and verbatim.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RawEvent {
+    pub seq: u64,
+    pub at_ms: u64,
+    pub campaign: Option<u64>,
+    pub prev_hash: String,
+    pub hash: String,
+    pub body: Box<serde_json::value::RawValue>,
+}
+
+impl RawEvent {
+    /// The body's `type` tag (`trial-finished`, …), if it has one.
+    pub fn kind(&self) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct Tag {
+            #[serde(rename = "type")]
+            kind: String,
+        }
+        serde_json::from_str::<Tag>(self.body.get())
+            .ok()
+            .map(|t| t.kind)
+    }
+}
+
 /// Where the hash chain first fails.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChainBreak {
@@ -392,20 +420,86 @@ impl Store {
         Ok(out)
     }
 
-    /// Walks the whole event log from the stored bytes and reports the
-    /// first altered, removed or reordered entry.
-    pub fn verify_chain(&self) -> anyhow::Result<Result<u64, ChainBreak>> {
+    /// Events with `seq` in `from..`, in order, each with its body as the
+    /// exact JSON text that was hashed. Fails on an unreadable row, naming
+    /// its seq.
+    pub fn events_raw(&self, from: u64) -> anyhow::Result<Vec<RawEvent>> {
         let read = self.db.begin_read()?;
         let t = match read.open_table(EVENTS) {
             Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Ok(0)),
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
         };
+        let mut out = Vec::new();
+        for entry in t.range(from..)? {
+            let (k, v) = entry?;
+            out.push(
+                serde_json::from_slice(v.value())
+                    .map_err(|e| anyhow::anyhow!("unreadable event row {}: {e}", k.value()))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The event stored under `seq`, with its raw body (None when there is
+    /// no such row).
+    pub fn event_raw(&self, seq: u64) -> anyhow::Result<Option<RawEvent>> {
+        self.get(EVENTS, seq, "event")
+    }
+
+    /// How many rows the event log holds (whatever their contents).
+    pub fn event_count(&self) -> anyhow::Result<u64> {
+        let read = self.db.begin_read()?;
+        match read.open_table(EVENTS) {
+            Ok(t) => Ok(redb::ReadableTableMetadata::len(&t)?),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Walks the whole event log from the stored bytes and reports the
+    /// first altered, removed or reordered entry: the first seq from which
+    /// on the log cannot be trusted.
+    pub fn verify_chain(&self) -> anyhow::Result<Result<u64, ChainBreak>> {
+        let read = self.db.begin_read()?;
+        // The head from the same snapshot as the entries.
+        let head: (u64, String) = match read.open_table(META) {
+            Ok(meta) => match meta.get("head")? {
+                Some(v) => serde_json::from_slice(v.value())
+                    .map_err(|e| anyhow::anyhow!("unreadable chain head: {e}"))?,
+                None => (0, String::new()),
+            },
+            Err(redb::TableError::TableDoesNotExist(_)) => (0, String::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let t = match read.open_table(EVENTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) if head.0 == 0 => return Ok(Ok(0)),
+            Err(redb::TableError::TableDoesNotExist(_)) => {
+                return Ok(Err(ChainBreak {
+                    seq: 1,
+                    problem: format!(
+                        "the log is gone but the head says it ends at {} (entries were removed)",
+                        head.0
+                    ),
+                }));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let short = |h: &str| h.get(..16).unwrap_or(h).to_string();
         let mut prev = String::new();
         let mut expected = 1u64;
         for entry in t.iter()? {
             let (k, v) = entry?;
             let key = k.value();
+            if key != expected {
+                return Ok(Err(ChainBreak {
+                    seq: expected,
+                    problem: format!(
+                        "entry {expected} is missing (the next entry stored is {key}; entries were removed)"
+                    ),
+                }));
+            }
             let stored: StoredEvent = match serde_json::from_slice(v.value()) {
                 Ok(s) => s,
                 Err(e) => {
@@ -415,23 +509,17 @@ impl Store {
                     }));
                 }
             };
-            if key != expected || stored.seq != key {
+            if stored.seq != key {
                 return Ok(Err(ChainBreak {
-                    seq: expected,
+                    seq: key,
                     problem: format!(
-                        "entry {expected} is missing or out of order (found {key}, which says seq {})",
+                        "the entry stored here says it is entry {} (entries were moved or swapped)",
                         stored.seq
                     ),
                 }));
             }
-            if stored.prev_hash != prev {
-                return Ok(Err(ChainBreak {
-                    seq: key,
-                    problem: "its prev_hash does not match the previous entry".into(),
-                }));
-            }
             let hash = event_hash(
-                &prev,
+                &stored.prev_hash,
                 stored.seq,
                 stored.at_ms,
                 stored.campaign,
@@ -443,21 +531,62 @@ impl Store {
                     problem: "its contents do not match its hash (altered)".into(),
                 }));
             }
+            if stored.prev_hash != prev {
+                // This entry is consistent with itself but not linked to
+                // its predecessor: either the predecessor was rewritten and
+                // its hash recomputed, or this entry's link was (with its
+                // own hash). Trust ends at the predecessor.
+                return Ok(Err(match key.checked_sub(1).filter(|&p| p > 0) {
+                    Some(p) => ChainBreak {
+                        seq: p,
+                        problem: format!(
+                            "entry {key} records {}… as this entry's hash, but it hashes to {}…: this entry was rewritten and its hash recomputed (or entry {key}'s link was)",
+                            short(&stored.prev_hash),
+                            short(&prev)
+                        ),
+                    },
+                    None => ChainBreak {
+                        seq: key,
+                        problem: format!(
+                            "the first entry links to a predecessor {}… that does not exist (altered)",
+                            short(&stored.prev_hash)
+                        ),
+                    },
+                }));
+            }
             prev = stored.hash;
             expected += 1;
         }
-        let head = self.head()?;
-        if head.0 != expected - 1 || head.1 != prev {
+        let last = expected - 1;
+        if head.0 > last {
             return Ok(Err(ChainBreak {
                 seq: expected,
                 problem: format!(
-                    "the log ends at {} but the head says {} (entries were removed from the end)",
-                    expected - 1,
+                    "the log ends at {last} but the head says {} (entries were removed from the end)",
                     head.0
                 ),
             }));
         }
-        Ok(Ok(expected - 1))
+        if head.0 < last {
+            return Ok(Err(ChainBreak {
+                seq: head.0 + 1,
+                problem: format!(
+                    "the head says the log ends at {} but it holds entries up to {last} (entries were added past the head)",
+                    head.0
+                ),
+            }));
+        }
+        if head.1 != prev {
+            return Ok(Err(ChainBreak {
+                seq: last,
+                problem: format!(
+                    "the head records {}… as this last entry's hash, but it hashes to {}…: it was rewritten and its hash recomputed",
+                    short(&head.1),
+                    short(&prev)
+                ),
+            }));
+        }
+        Ok(Ok(last))
     }
 
     /// The newest event's seq and hash.

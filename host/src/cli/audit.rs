@@ -1,0 +1,982 @@
+//! `reagent audit verify|show|export|replay`: check, read, hand out and
+//! replay the hash-chained event log.
+//!
+//! Everything here reads events with their bodies as the exact JSON text
+//! that was hashed, and summarises them from that JSON rather than from
+//! `EventBody`, so events of kinds this code does not know still verify,
+//! print and export.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::campaign::EXIT_FAILED;
+use crate::campaign::config::Campaign;
+use crate::sandbox::{Sandbox, Strategy};
+use crate::store::{RawEvent, Store};
+use crate::strategy::{Assignment, StrategySource, render_value};
+use crate::workspace::{self, Workspace};
+
+/// `reagent audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of the whole event log: every entry present, in
+    /// order, unaltered, and ending at the recorded head.
+    ///
+    /// Prints `ok: N events, chain head HASH` and exits 0, or names the
+    /// first entry that is altered, missing or out of place and exits 1:
+    /// the entries before it verify, everything from it on is untrusted.
+    /// With --json: {"ok", "events", "head", "break": null or {"seq",
+    /// "problem", "entry"}} ("events" counts the rows stored when the chain
+    /// is broken; "entry" describes what is stored at that seq).
+    Verify {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List events, one line each: seq, UTC time, campaign, type and a
+    /// summary of its fields.
+    ///
+    /// With --json, one JSON object per line: seq, at_ms, time, campaign,
+    /// type, summary and the full body.
+    Show {
+        /// Only this campaign's events.
+        #[arg(long, value_name = "ID")]
+        campaign: Option<u64>,
+        /// Print JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Start at this seq.
+        #[arg(long, value_name = "SEQ", default_value_t = 1)]
+        from: u64,
+    },
+    /// Write the event log as JSON lines that any tool can re-verify.
+    ///
+    /// One line per event, in seq order:
+    ///   {"seq":S,"at_ms":T,"campaign":C|null,"prev_hash":"…","hash":"…","body":{…}}
+    /// `body` is always the last field and is the exact JSON text that was
+    /// hashed: its bytes are everything after the first `,"body":` of the
+    /// line up to (not including) the line's final `}` (the fields before it
+    /// are numbers, null and hex strings, so that text cannot occur earlier).
+    /// Do not re-serialize a parsed body; number formatting would differ.
+    ///
+    /// hash = hex(sha256(prev_hash ‖ seq ‖ at_ms ‖ c ‖ body)), where
+    /// prev_hash is the previous entry's hash as 64 lowercase hex ASCII
+    /// characters (empty for entry 1); seq and at_ms are u64 little-endian;
+    /// c is (campaign + 1) as u64 little-endian, or 0 for an event of no
+    /// campaign; body is the bytes above. Each entry's prev_hash must equal
+    /// the hash of the entry before it, seqs run 1, 2, 3, … without gaps, and
+    /// the last hash is the head `reagent audit verify` prints.
+    ///
+    /// A strategy call stored in full (a `strategy-called` event with
+    /// "record":true) is followed by one more line,
+    ///   {"call_record":S,"record":{…}}
+    /// holding the whole call record (inputs, every host-call answer,
+    /// output, usage, log) for that event's seq S. Call records are not part
+    /// of the hash chain; `reagent audit replay` checks them against their
+    /// hashed event and by re-running the strategy.
+    ///
+    /// With --campaign only that campaign's events (and records) are
+    /// written. Such an export cannot be chain-verified on its own: the
+    /// entries between them are left out, so only each line's own hash can be
+    /// recomputed (from its prev_hash field).
+    #[command(
+        verbatim_doc_comment,
+        about = "Write the event log as JSON lines that any tool can re-verify"
+    )]
+    Export {
+        /// Only this campaign's events.
+        #[arg(long, value_name = "ID")]
+        campaign: Option<u64>,
+        /// Write to FILE (atomically: a temporary file renamed into place)
+        /// instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Re-run recorded strategy decisions in the sandbox, answering every
+    /// host call from the recording, and report whether each is identical.
+    ///
+    /// Give an event SEQ (a `strategy-called` event, see `reagent audit
+    /// show`) or --campaign ID for all of a campaign's calls. The component
+    /// is loaded from the campaign's strategy source (as registered in the
+    /// hashed log) under its grants; if it is no longer the component that
+    /// made the decision, that is reported and the call counts as different.
+    /// The stored record is also checked against its hashed event
+    /// (component, outcome, fuel). Exits 0 when every decision replayed
+    /// identically (or the campaign made no strategy calls), 1 otherwise.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["seq", "campaign"])))]
+    Replay {
+        /// The seq of a `strategy-called` event.
+        seq: Option<u64>,
+        /// Replay every recorded strategy call of this campaign.
+        #[arg(long, value_name = "ID")]
+        campaign: Option<u64>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs one audit command against the workspace's database.
+pub fn run(ws: &Workspace, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AuditCommand::Verify { json } => verify(ws, json),
+        AuditCommand::Show {
+            campaign,
+            json,
+            from,
+        } => show(ws, campaign, json, from),
+        AuditCommand::Export { campaign, output } => export(ws, campaign, output.as_deref()),
+        AuditCommand::Replay {
+            seq,
+            campaign,
+            json,
+        } => replay(ws, seq, campaign, json),
+    }
+}
+
+fn open(ws: &Workspace) -> anyhow::Result<Store> {
+    ws.open_store(Duration::from_secs(30))
+}
+
+/// The first 16 hex digits of a hash, for people.
+fn short(hash: &str) -> &str {
+    hash.get(..16).unwrap_or(hash)
+}
+
+// ---------------------------------------------------------------- verify
+
+/// `audit verify --json`.
+#[derive(Serialize)]
+struct VerifyJson {
+    ok: bool,
+    /// Entries verified, or (when broken) rows stored.
+    events: u64,
+    /// The head hash the database records.
+    head: String,
+    #[serde(rename = "break")]
+    broken: Option<BreakJson>,
+}
+
+#[derive(Serialize)]
+struct BreakJson {
+    seq: u64,
+    problem: String,
+    /// What is stored at `seq`, in words (None: nothing).
+    entry: Option<String>,
+}
+
+fn verify(ws: &Workspace, json: bool) -> anyhow::Result<ExitCode> {
+    let store = open(ws)?;
+    let result = store.verify_chain()?;
+    let head = store.head()?;
+    match result {
+        Ok(n) => {
+            if json {
+                let v = VerifyJson {
+                    ok: true,
+                    events: n,
+                    head: head.1,
+                    broken: None,
+                };
+                println!("{}", serde_json::to_string(&v)?);
+            } else {
+                println!("ok: {n} events, chain head {}", short(&head.1));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(b) => {
+            let rows = store.event_count()?;
+            let entry = describe_stored(&store, b.seq);
+            if json {
+                let v = VerifyJson {
+                    ok: false,
+                    events: rows,
+                    head: head.1,
+                    broken: Some(BreakJson {
+                        seq: b.seq,
+                        problem: b.problem,
+                        entry,
+                    }),
+                };
+                println!("{}", serde_json::to_string(&v)?);
+            } else {
+                println!(
+                    "chain broken at entry {} ({}): {}",
+                    b.seq,
+                    entry.as_deref().unwrap_or("no such entry"),
+                    b.problem
+                );
+                if b.seq > 1 {
+                    println!(
+                        "entries 1–{} verify; everything from entry {} on is untrusted. Keep this database as evidence and restore one from a backup.",
+                        b.seq - 1,
+                        b.seq
+                    );
+                } else {
+                    println!(
+                        "the whole log is untrusted. Keep this database as evidence and restore one from a backup."
+                    );
+                }
+            }
+            Ok(ExitCode::from(EXIT_FAILED))
+        }
+    }
+}
+
+/// What the log holds at `seq`, in words (None when there is no such row).
+fn describe_stored(store: &Store, seq: u64) -> Option<String> {
+    match store.event_raw(seq) {
+        Ok(Some(e)) => Some(format!(
+            "as stored: {}{} at {}",
+            e.kind().unwrap_or_else(|| "an event of no type".into()),
+            e.campaign
+                .map_or(String::new(), |c| format!(" of campaign {c}")),
+            iso_utc(e.at_ms)
+        )),
+        Ok(None) => None,
+        Err(_) => Some("unreadable".into()),
+    }
+}
+
+// ------------------------------------------------------------------ show
+
+#[derive(Serialize)]
+struct ShowLine<'a> {
+    seq: u64,
+    at_ms: u64,
+    time: String,
+    campaign: Option<u64>,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    summary: String,
+    body: &'a serde_json::value::RawValue,
+}
+
+fn show(ws: &Workspace, campaign: Option<u64>, json: bool, from: u64) -> anyhow::Result<ExitCode> {
+    let store = open(ws)?;
+    let events = store.events_raw(from)?;
+    if let Some(id) = campaign {
+        require_campaign(&store, ws, id, &events)?;
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for e in events {
+        if campaign.is_some() && e.campaign != campaign {
+            continue;
+        }
+        let body: Value = serde_json::from_str(e.body.get()).unwrap_or(Value::Null);
+        let kind = body.get("type").and_then(Value::as_str).unwrap_or("?");
+        let summary = summarize(&body);
+        if json {
+            let line = ShowLine {
+                seq: e.seq,
+                at_ms: e.at_ms,
+                time: iso_utc(e.at_ms),
+                campaign: e.campaign,
+                kind,
+                summary,
+                body: &e.body,
+            };
+            writeln!(out, "{}", serde_json::to_string(&line)?)?;
+        } else {
+            writeln!(
+                out,
+                "{:>6}  {}  {:<4} {:<19} {}",
+                e.seq,
+                iso_utc(e.at_ms),
+                e.campaign.map_or("-".into(), |c| format!("c{c}")),
+                kind,
+                summary
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fails unless campaign `id` has events in `events` (the log is the
+/// source of truth) or a row.
+fn require_campaign(
+    store: &Store,
+    ws: &Workspace,
+    id: u64,
+    events: &[RawEvent],
+) -> anyhow::Result<()> {
+    if !events.iter().any(|e| e.campaign == Some(id)) && store.campaign(id)?.is_none() {
+        bail!(
+            "no campaign {id} in {}; list them with `reagent status`",
+            ws.dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Longest summary `show` prints, in characters.
+const SUMMARY_MAX: usize = 120;
+
+/// A one-line summary of an event body's fields (its `type` excluded):
+/// the fields that identify it first (`t12 succeeded`), then every other
+/// field that is not null or `[]` as `name=value`, cut at `SUMMARY_MAX`
+/// characters. Works for any body, including kinds this code does not know.
+pub fn summarize(body: &Value) -> String {
+    let Some(obj) = body.as_object() else {
+        return truncate(body.to_string());
+    };
+    let mut used: Vec<&str> = vec!["type"];
+    let mut parts: Vec<String> = Vec::new();
+    let mut lead = |key: &'static str, fmt: &dyn Fn(&Value) -> String| {
+        if let Some(v) = obj.get(key) {
+            used.push(key);
+            parts.push(fmt(v));
+        }
+    };
+    let plain = |v: &Value| render(v);
+    let trial = |v: &Value| format!("t{}", render(v));
+    let hypothesis = |v: &Value| format!("h{}", render(v));
+    let kind = obj.get("type").and_then(Value::as_str).unwrap_or("");
+    match kind {
+        "campaign-registered" => {
+            lead("name", &plain);
+            lead("file", &|v| format!("from {}", render(v)));
+            // The whole campaign spec: too long for a line (see --json).
+            lead("spec", &|_| String::new());
+        }
+        "state-changed" => {
+            lead("from", &plain);
+            lead("to", &|v| format!("-> {}", render(v)));
+        }
+        "stage-started" => lead("stage", &plain),
+        "plan-approved" => lead("by", &|v| format!("by {}", render(v))),
+        "strategy-called" => {
+            lead("role", &plain);
+            lead("outcome", &plain);
+            lead("component_sha256", &|v| {
+                format!(
+                    "component={}",
+                    v.as_str()
+                        .map_or_else(|| render(v), |s| short(s).to_string())
+                )
+            });
+        }
+        "hypothesis-added" => {
+            lead("id", &hypothesis);
+            lead("stage", &plain);
+            lead("origin", &plain);
+            lead("title", &plain);
+        }
+        "hypothesis-status" => {
+            lead("id", &hypothesis);
+            lead("status", &plain);
+        }
+        "trial-queued" => {
+            lead("id", &trial);
+            lead("hypothesis", &hypothesis);
+        }
+        "trial-finished" => {
+            lead("id", &trial);
+            lead("status", &plain);
+        }
+        k if k.starts_with("trial-") => lead("id", &trial),
+        "campaign-finished" => lead("state", &plain),
+        _ => {}
+    }
+    for (key, value) in obj {
+        let empty = value.is_null() || value.as_array().is_some_and(Vec::is_empty);
+        if used.contains(&key.as_str()) || empty {
+            continue;
+        }
+        if key == "assignments"
+            && let Ok(list) = serde_json::from_value::<Vec<Assignment>>(value.clone())
+        {
+            let changes: Vec<String> = list
+                .iter()
+                .map(|a| format!("{}={}", a.knob, render_value(&a.value)))
+                .collect();
+            parts.push(format!("{{{}}}", changes.join(" ")));
+            continue;
+        }
+        parts.push(format!("{key}={}", render(value)));
+    }
+    parts.retain(|p| !p.is_empty());
+    truncate(parts.join(" "))
+}
+
+/// A JSON value for a summary: bare words bare, other strings quoted,
+/// fractions to four decimals (tiny ones in e-notation), arrays and
+/// objects as compact JSON.
+fn render(value: &Value) -> String {
+    match value {
+        Value::String(s)
+            if !s.is_empty()
+                && !s
+                    .chars()
+                    .any(|c| c.is_whitespace() || c == '"' || c == '=' || c.is_control()) =>
+        {
+            s.clone()
+        }
+        Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            if x == 0.0 || x.abs() >= 1e-4 {
+                let s = format!("{x:.4}");
+                let s = s.trim_end_matches('0').trim_end_matches('.');
+                s.to_string()
+            } else {
+                format!("{x:.2e}")
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+fn truncate(s: String) -> String {
+    match s.char_indices().nth(SUMMARY_MAX) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time in milliseconds.
+pub fn iso_utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (y, m, d) = civil_from_days(secs / 86_400);
+    let s = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+/// The Gregorian (year, month, day) of a count of days since 1970-01-01.
+fn civil_from_days(mut days: u64) -> (u64, u32, u32) {
+    let leap = |y: u64| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
+    // The calendar repeats every 400 years (146097 days).
+    let mut year = 1970 + 400 * (days / 146_097);
+    days %= 146_097;
+    loop {
+        let len = if leap(year) { 366 } else { 365 };
+        if days < len {
+            break;
+        }
+        days -= len;
+        year += 1;
+    }
+    const MONTHS: [u64; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let mut month = 0;
+    loop {
+        let len = MONTHS[month] + u64::from(month == 1 && leap(year));
+        if days < len {
+            break;
+        }
+        days -= len;
+        month += 1;
+    }
+    (year, month as u32 + 1, days as u32 + 1)
+}
+
+// ---------------------------------------------------------------- export
+
+/// Is this event a strategy call whose full record was stored?
+fn has_record(e: &RawEvent) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Recorded {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        record: bool,
+    }
+    serde_json::from_str::<Recorded>(e.body.get())
+        .is_ok_and(|r| r.kind == "strategy-called" && r.record)
+}
+
+fn export(
+    ws: &Workspace,
+    campaign: Option<u64>,
+    output: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let store = open(ws)?;
+    let all = store.events_raw(1)?;
+    if let Some(id) = campaign {
+        require_campaign(&store, ws, id, &all)?;
+    }
+    let mut text = Vec::new();
+    let (mut events, mut records, mut lost) = (0u64, 0u64, Vec::new());
+    for e in all {
+        if campaign.is_some() && e.campaign != campaign {
+            continue;
+        }
+        text.extend_from_slice(serde_json::to_string(&e)?.as_bytes());
+        text.push(b'\n');
+        events += 1;
+        if has_record(&e) {
+            match store.call(e.seq) {
+                Ok(Some(record)) => {
+                    let line = serde_json::json!({"call_record": e.seq, "record": record});
+                    text.extend_from_slice(serde_json::to_string(&line)?.as_bytes());
+                    text.push(b'\n');
+                    records += 1;
+                }
+                Ok(None) => lost.push(format!(
+                    "event {}: its call record is missing from the database",
+                    e.seq
+                )),
+                Err(err) => lost.push(format!("event {}: {err:#}", e.seq)),
+            }
+        }
+    }
+    match output {
+        Some(path) => {
+            write_atomically(path, &text)?;
+            println!(
+                "wrote {events} events and {records} call records to {}",
+                path.display()
+            );
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&text)?;
+            out.flush()?;
+        }
+    }
+    if lost.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for l in &lost {
+        eprintln!("warning: {l}");
+    }
+    eprintln!(
+        "the export is complete except for {} call record(s); check the log with `reagent audit verify`",
+        lost.len()
+    );
+    Ok(ExitCode::from(EXIT_FAILED))
+}
+
+/// Writes `bytes` to a temporary file next to `path`, syncs it and renames
+/// it into place, so `path` is never seen half-written.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- replay
+
+/// The outcome of replaying one recorded call.
+#[derive(Debug, Serialize)]
+struct Replayed {
+    seq: u64,
+    campaign: Option<u64>,
+    role: String,
+    identical: bool,
+    differences: Vec<String>,
+    /// Fuel and host calls of the replay (when it ran).
+    fuel: Option<u64>,
+    host_calls: Option<usize>,
+}
+
+/// `audit replay --json`.
+#[derive(Serialize)]
+struct ReplayJson<'a> {
+    replayed: usize,
+    identical: usize,
+    different: usize,
+    /// Strategy calls whose event says no full record was stored.
+    not_recorded: &'a [u64],
+    calls: &'a [Replayed],
+}
+
+/// What replay needs from a `strategy-called` event body.
+#[derive(serde::Deserialize)]
+struct CalledBody {
+    role: String,
+    component_sha256: String,
+    outcome: String,
+    fuel: u64,
+    #[serde(default)]
+    record: bool,
+}
+
+/// A loaded component and where it came from, or why it could not be loaded.
+type Loaded = Result<(StrategySource, Arc<Strategy>), String>;
+
+/// Loads components once per (campaign, role).
+struct Loader<'a> {
+    store: &'a Store,
+    sandbox: Option<Sandbox>,
+    specs: HashMap<u64, Option<Campaign>>,
+    loaded: HashMap<(u64, String), Loaded>,
+    events: &'a [RawEvent],
+}
+
+impl Loader<'_> {
+    /// The campaign's spec as registered in the hashed log (falling back
+    /// to its row when the registration event cannot be read).
+    fn spec(&mut self, campaign: u64) -> Option<Campaign> {
+        if let Some(s) = self.specs.get(&campaign) {
+            return s.clone();
+        }
+        #[derive(serde::Deserialize)]
+        struct Registered {
+            #[serde(rename = "type")]
+            kind: String,
+            spec: Campaign,
+        }
+        let from_log = self
+            .events
+            .iter()
+            .filter(|e| e.campaign == Some(campaign))
+            .find_map(|e| {
+                serde_json::from_str::<Registered>(e.body.get())
+                    .ok()
+                    .filter(|r| r.kind == "campaign-registered")
+            })
+            .map(|r| r.spec);
+        let spec = from_log.or_else(|| {
+            self.store
+                .campaign(campaign)
+                .ok()
+                .flatten()
+                .map(|row| row.spec)
+        });
+        self.specs.insert(campaign, spec.clone());
+        spec
+    }
+
+    fn strategy(&mut self, campaign: u64, role: &str) -> Loaded {
+        let key = (campaign, role.to_string());
+        if let Some(s) = self.loaded.get(&key) {
+            return s.clone();
+        }
+        let result = self.load(campaign, role);
+        self.loaded.insert(key, result.clone());
+        result
+    }
+
+    fn load(&mut self, campaign: u64, role: &str) -> Loaded {
+        let spec = self
+            .spec(campaign)
+            .ok_or_else(|| format!("campaign {campaign}'s registration is not in the log"))?;
+        let source = match role {
+            "generator" => spec.strategies.generator.clone(),
+            "debugger" => spec.strategies.debugger.clone(),
+            other => return Err(format!("unknown strategy role `{other}`")),
+        };
+        if self.sandbox.is_none() {
+            self.sandbox = Some(
+                workspace::new_sandbox().map_err(|e| format!("cannot start the sandbox: {e:#}"))?,
+            );
+        }
+        let sandbox = self.sandbox.as_ref().expect("set above");
+        let strategy = sandbox
+            .load(&source, &spec.strategies.grants)
+            .map_err(|e| format!("cannot load the {role} {source}: {e}"))?;
+        Ok((source, Arc::new(strategy)))
+    }
+}
+
+fn replay(
+    ws: &Workspace,
+    seq: Option<u64>,
+    campaign: Option<u64>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = open(ws)?;
+    let events = store.events_raw(1)?;
+    let calls: Vec<&RawEvent> = match (seq, campaign) {
+        (Some(seq), _) => {
+            let Some(e) = events.iter().find(|e| e.seq == seq) else {
+                bail!(
+                    "no event {seq} in the log (it ends at {}); list events with `reagent audit show`",
+                    events.last().map_or(0, |e| e.seq)
+                );
+            };
+            let kind = e.kind().unwrap_or_else(|| "?".into());
+            if kind != "strategy-called" {
+                bail!(
+                    "event {seq} is a {kind} event, not a strategy call; list the calls with `reagent audit show`"
+                );
+            }
+            vec![e]
+        }
+        (None, Some(id)) => {
+            require_campaign(&store, ws, id, &events)?;
+            events
+                .iter()
+                .filter(|e| {
+                    e.campaign == Some(id) && e.kind().as_deref() == Some("strategy-called")
+                })
+                .collect()
+        }
+        (None, None) => bail!("give an event SEQ or --campaign ID"),
+    };
+    let scope = match (seq, campaign) {
+        (Some(s), _) => format!("event {s}"),
+        (None, Some(c)) => format!("campaign {c}"),
+        (None, None) => String::new(),
+    };
+    if calls.is_empty() {
+        if json {
+            let v = ReplayJson {
+                replayed: 0,
+                identical: 0,
+                different: 0,
+                not_recorded: &[],
+                calls: &[],
+            };
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            println!("{scope} made no strategy calls; nothing to replay");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let mut loader = Loader {
+        store: &store,
+        sandbox: None,
+        specs: HashMap::new(),
+        loaded: HashMap::new(),
+        events: &events,
+    };
+    let mut results = Vec::new();
+    let mut not_recorded = Vec::new();
+    for e in calls {
+        let body: CalledBody = match serde_json::from_str(e.body.get()) {
+            Ok(b) => b,
+            Err(err) => {
+                let r = Replayed {
+                    seq: e.seq,
+                    campaign: e.campaign,
+                    role: "?".into(),
+                    identical: false,
+                    differences: vec![format!("the event's body is not a strategy call: {err}")],
+                    fuel: None,
+                    host_calls: None,
+                };
+                if !json {
+                    print_replayed(&r);
+                }
+                results.push(r);
+                continue;
+            }
+        };
+        if !body.record {
+            not_recorded.push(e.seq);
+            continue;
+        }
+        let r = replay_one(&store, &mut loader, e, &body);
+        if !json {
+            print_replayed(&r);
+        }
+        results.push(r);
+    }
+
+    let identical = results.iter().filter(|r| r.identical).count();
+    let different = results.len() - identical;
+    if json {
+        let v = ReplayJson {
+            replayed: results.len(),
+            identical,
+            different,
+            not_recorded: &not_recorded,
+            calls: &results,
+        };
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        if !not_recorded.is_empty() {
+            println!(
+                "{} strategy call(s) were not recorded in full and cannot be replayed: {}",
+                not_recorded.len(),
+                not_recorded
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        println!(
+            "replayed {} decision{}: {identical} identical, {different} different",
+            results.len(),
+            if results.len() == 1 { "" } else { "s" }
+        );
+    }
+    Ok(if results.is_empty() || different > 0 {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_replayed(r: &Replayed) {
+    let who = format!(
+        "seq {:>5}  {:<4} {:<9}",
+        r.seq,
+        r.campaign.map_or("-".into(), |c| format!("c{c}")),
+        r.role
+    );
+    if r.identical {
+        println!(
+            "{who} identical (fuel {}, {} host calls)",
+            r.fuel.unwrap_or(0),
+            r.host_calls.unwrap_or(0)
+        );
+    } else {
+        println!("{who} DIFFERENT");
+        for d in &r.differences {
+            println!("      - {d}");
+        }
+    }
+}
+
+fn replay_one(store: &Store, loader: &mut Loader<'_>, e: &RawEvent, body: &CalledBody) -> Replayed {
+    let mut r = Replayed {
+        seq: e.seq,
+        campaign: e.campaign,
+        role: body.role.clone(),
+        identical: false,
+        differences: Vec::new(),
+        fuel: None,
+        host_calls: None,
+    };
+    let record = match store.call(e.seq) {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            r.differences.push(
+                "the event says its call record was stored, but the database has none (removed)"
+                    .into(),
+            );
+            return r;
+        }
+        Err(err) => {
+            r.differences
+                .push(format!("the stored call record is unreadable: {err:#}"));
+            return r;
+        }
+    };
+    // The record is outside the hash chain; its event is not.
+    let recorded_outcome = match &record.outcome {
+        Ok(_) => "ok",
+        Err(err) => err.kind(),
+    };
+    for (what, event, stored) in [
+        (
+            "component",
+            body.component_sha256.clone(),
+            record.component_sha256.clone(),
+        ),
+        (
+            "outcome",
+            body.outcome.clone(),
+            recorded_outcome.to_string(),
+        ),
+        ("fuel", body.fuel.to_string(), record.usage.fuel.to_string()),
+    ] {
+        if event != stored {
+            r.differences.push(format!(
+                "the stored record does not match its hashed event: {what} is {stored} in the record, {event} in the event"
+            ));
+        }
+    }
+    let Some(campaign) = e.campaign else {
+        r.differences
+            .push("the event names no campaign, so its strategy is unknown".into());
+        return r;
+    };
+    let (source, strategy) = match loader.strategy(campaign, &body.role) {
+        Ok(s) => s,
+        Err(err) => {
+            r.differences.push(err);
+            return r;
+        }
+    };
+    if strategy.info.sha256 != body.component_sha256 {
+        r.differences.push(format!(
+            "component changed since the decision: recorded {}, now {} ({source})",
+            body.component_sha256, strategy.info.sha256
+        ));
+        return r;
+    }
+    let sandbox = loader.sandbox.as_ref().expect("loaded a strategy");
+    let report = sandbox.replay(&strategy, &record);
+    r.fuel = Some(report.replayed.usage.fuel);
+    r.host_calls = Some(report.replayed.host_calls.len());
+    r.differences.extend(report.differences);
+    r.identical = r.differences.is_empty();
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_gregorian_utc() {
+        assert_eq!(iso_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso_utc(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(iso_utc(951_868_799_999), "2000-02-29T23:59:59Z");
+        assert_eq!(iso_utc(1_709_251_199_000), "2024-02-29T23:59:59Z");
+        assert_eq!(iso_utc(1_735_689_600_000), "2025-01-01T00:00:00Z");
+        assert_eq!(iso_utc(4_107_542_400_000), "2100-03-01T00:00:00Z");
+        // Past a 400-year cycle, and a tampered huge time stays quick.
+        assert_eq!(iso_utc(13_569_465_600_000), "2400-01-01T00:00:00Z");
+        assert!(iso_utc(u64::MAX).ends_with('Z'));
+    }
+
+    #[test]
+    fn summaries_lead_with_what_identifies_the_event() {
+        let s = summarize(&serde_json::json!({
+            "type": "trial-finished", "id": 12, "status": "succeeded",
+            "objective": 0.812_345, "spent_cpu": 0.0003, "spent_gpu": 0.0, "summary": "ok"
+        }));
+        assert_eq!(
+            s,
+            "t12 succeeded objective=0.8123 spent_cpu=0.0003 spent_gpu=0 summary=ok"
+        );
+        let s = summarize(&serde_json::json!({
+            "type": "state-changed", "from": "awaiting-approval", "to": "running", "reason": "plan approved"
+        }));
+        assert_eq!(s, "awaiting-approval -> running reason=\"plan approved\"");
+    }
+
+    #[test]
+    fn unknown_events_fall_back_to_their_fields_and_are_cut() {
+        let s = summarize(&serde_json::json!({
+            "type": "approval-requested", "id": 3, "what": "budget", "payload": {"cpu_hours": 2},
+            "note": null, "parents": []
+        }));
+        assert_eq!(s, "id=3 payload={\"cpu_hours\":2} what=budget");
+        let long = summarize(&serde_json::json!({"type": "x", "note": "y".repeat(500)}));
+        assert_eq!(long.chars().count(), SUMMARY_MAX + 1);
+        assert!(long.ends_with('…'));
+        assert_eq!(summarize(&serde_json::json!([1, 2])), "[1,2]");
+    }
+}
