@@ -341,10 +341,17 @@ fn knob_values_outside_the_space_wait_for_a_human_and_run_when_approved() {
 
 #[test]
 fn a_budget_increase_is_asked_for_and_the_live_driver_confirms_once_approved() {
-    // 0.04 CPU-hours covers ~7 trials of 20 s: not enough to hold back the
-    // confirmation, so exploration spends it and the agent asks for more.
+    // Each trial runs ~1 s on "36 cpus": it spends 0.01 CPU-hours and
+    // reserves 0.02 (2 s limit). 0.1 CPU-hours cannot hold back the four
+    // confirmation runs (0.08) while measuring the baseline and exploring
+    // (0.06), so the agent asks for more when it gets there.
     let p = Project::new(|t| {
-        t.replace("cpu_hours = 1.0", "cpu_hours = 0.04")
+        t.replace("time_limit = \"20s\"", "time_limit = \"2s\"")
+            .replace(
+                "resources = { cpus = 1 }",
+                "resources = { cpus = 36 }\nenv = { TOY_SLEEP = \"1\" }",
+            )
+            .replace("cpu_hours = 1.0", "cpu_hours = 0.1")
             .replace("max_trials = 24", "max_trials = 10")
             + "\n[policy]\nask_for_budget = true\n"
     });
@@ -367,6 +374,6 @@ fn a_budget_increase_is_asked_for_and_the_live_driver_confirms_once_approved() {
     assert_eq!(report["state"], "finished", "{report}");
     assert_eq!(report["confirmed"], true, "{report}");
     let budget = report["budget"]["cpu_hours"].as_f64().unwrap();
-    assert!((budget - (0.04 + more)).abs() < 1e-9, "{report}");
+    assert!((budget - (0.1 + more)).abs() < 1e-9, "{report}");
     assert!(report["spent"]["cpu_hours"].as_f64().unwrap() <= budget + 1e-9);
 }

@@ -458,6 +458,15 @@ fn check(seed: u64, store: &Store, backend: &FakeBackend, model: &Model, cid: u6
             ));
         }
     }
+    // The budget the engine works with is never more than was approved
+    // (an approved increase counts from its next pass on).
+    let budget = row.budget();
+    if budget.cpu_hours > model.cpu_hours + 1e-9 || budget.max_trials > model.max_trials {
+        fail(format!(
+            "the engine's budget ({} CPU-hours, {} trials) exceeds the approved ({}, {})",
+            budget.cpu_hours, budget.max_trials, model.cpu_hours, model.max_trials
+        ));
+    }
     // Never past the approved budget.
     let l = &row.ledger;
     if l.reserved_cpu + l.spent_cpu > model.cpu_hours + 1e-9 {

@@ -31,6 +31,7 @@ use crate::strategy::{
     Hypothesis, HypothesisSummary, Objective, Phase, StrategySource, TrialSummary, Value,
     render_value, validate,
 };
+use sha2::Digest as _;
 
 /// The seed every single-run trial uses: hypotheses share it with the first
 /// baseline replicate (common random numbers make comparisons sharper).
@@ -1104,6 +1105,7 @@ impl<'a> Engine<'a> {
         role: &str,
         record: &CallRecord,
     ) -> anyhow::Result<u64> {
+        let bytes = serde_json::to_vec(record)?;
         let seq = tx.append(
             Some(campaign),
             EventBody::StrategyCalled {
@@ -1115,9 +1117,10 @@ impl<'a> Engine<'a> {
                 },
                 fuel: record.usage.fuel,
                 record: true,
+                record_sha256: hex::encode(sha2::Sha256::digest(&bytes)),
             },
         )?;
-        tx.put_call(seq, record)?;
+        tx.put_call_bytes(seq, &bytes)?;
         Ok(seq)
     }
 

@@ -321,6 +321,10 @@ pub enum EventBody {
         fuel: u64,
         /// The full record is stored under this event's seq.
         record: bool,
+        /// sha256 of the stored record's bytes: the record is covered by
+        /// the chain through this hash.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        record_sha256: String,
     },
     HypothesisAdded {
         id: u64,

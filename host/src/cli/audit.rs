@@ -624,6 +624,8 @@ struct CalledBody {
     fuel: u64,
     #[serde(default)]
     record: bool,
+    #[serde(default)]
+    record_sha256: String,
 }
 
 /// A loaded component and where it came from, or why it could not be loaded.
@@ -882,7 +884,24 @@ fn replay_one(store: &Store, loader: &mut Loader<'_>, e: &RawEvent, body: &Calle
             return r;
         }
     };
-    // The record is outside the hash chain; its event is not.
+    // The event (in the chain) carries the record's hash.
+    if !body.record_sha256.is_empty() {
+        use sha2::Digest as _;
+        let stored = store
+            .call_bytes(e.seq)
+            .ok()
+            .flatten()
+            .map(|b| hex::encode(sha2::Sha256::digest(&b)))
+            .unwrap_or_default();
+        if stored != body.record_sha256 {
+            r.differences.push(format!(
+                "the stored call record was altered: its sha256 is {stored}, its hashed event says {}",
+                body.record_sha256
+            ));
+            return r;
+        }
+    }
+    // Older events carry no record hash: check what they do carry.
     let recorded_outcome = match &record.outcome {
         Ok(_) => "ok",
         Err(err) => err.kind(),
@@ -970,10 +989,14 @@ mod tests {
     #[test]
     fn unknown_events_fall_back_to_their_fields_and_are_cut() {
         let s = summarize(&serde_json::json!({
-            "type": "approval-requested", "id": 3, "what": "budget", "payload": {"cpu_hours": 2},
+            "type": "some-future-event", "id": 3, "what": "budget", "payload": {"cpu_hours": 2},
             "note": null, "parents": []
         }));
-        assert_eq!(s, "id=3 payload={\"cpu_hours\":2} what=budget");
+        // Field order follows serde_json's map (sorted, or insertion order
+        // when a dependency enables `preserve_order`).
+        let mut parts: Vec<&str> = s.split(' ').collect();
+        parts.sort();
+        assert_eq!(parts, ["id=3", "payload={\"cpu_hours\":2}", "what=budget"]);
         let long = summarize(&serde_json::json!({"type": "x", "note": "y".repeat(500)}));
         assert_eq!(long.chars().count(), SUMMARY_MAX + 1);
         assert!(long.ends_with('…'));

@@ -359,6 +359,18 @@ impl Store {
         self.get(CALLS, seq, "strategy call")
     }
 
+    /// The stored bytes of a call record (to check them against the hash in
+    /// their event).
+    pub fn call_bytes(&self, seq: u64) -> anyhow::Result<Option<Vec<u8>>> {
+        let read = self.db.begin_read()?;
+        let t = match read.open_table(CALLS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(t.get(seq)?.map(|v| v.value().to_vec()))
+    }
+
     pub fn approval(&self, id: u64) -> anyhow::Result<Option<ApprovalRow>> {
         self.get(APPROVALS, id, "approval")
     }
@@ -675,8 +687,14 @@ impl Tx {
     }
 
     pub fn put_call(&mut self, seq: u64, record: &CallRecord) -> anyhow::Result<()> {
+        self.put_call_bytes(seq, &to_bytes(record)?)
+    }
+
+    /// Stores a call record already serialized (so its hash can go into
+    /// the event that names it).
+    pub fn put_call_bytes(&mut self, seq: u64, bytes: &[u8]) -> anyhow::Result<()> {
         let mut t = self.txn.open_table(CALLS)?;
-        t.insert(seq, to_bytes(record)?.as_slice())?;
+        t.insert(seq, bytes)?;
         Ok(())
     }
 
