@@ -397,7 +397,10 @@ pub fn plan(
                     "confirm": allotment(&row.spec).confirm,
                 },
                 "cpu_hours_per_trial": row.spec.cpu_reservation(),
+                "gpu_hours_per_trial": row.spec.gpu_reservation(),
                 "slate": slate,
+                "preflight": preflight_lines,
+                "approval": store.approval(request.id)?.map(|a| approvals::approval_json(&a)),
             }))?
         );
     } else {

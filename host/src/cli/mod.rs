@@ -18,8 +18,10 @@ pub mod strategy;
 /// hands back an improvement proposal with measured evidence.
 ///
 /// Exit codes: 0 success; 1 the campaign halted or was cancelled, `strategy
-/// inspect` refused a component, or `strategy try` hit a limit; 2 bad usage
-/// or bad input (a campaign file, an unknown ID, a failed preflight check).
+/// inspect` refused a component, `strategy try` hit a limit, `audit verify`
+/// found a broken chain or `audit replay` a different decision; 2 bad usage
+/// or bad input (a campaign file, a policy file, an unknown ID, a failed
+/// preflight check, a refused approval).
 #[derive(Debug, Parser)]
 #[command(name = "reagent", version, about, long_about)]
 pub struct Cli {
