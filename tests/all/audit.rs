@@ -292,6 +292,19 @@ fn a_removed_entry_is_named() {
     });
     let v = assert_break(&p, 5, "entry 5 is missing");
     assert_eq!(v["events"], finished().events - 1, "{v}");
+    // No decision is added on top of a broken log: campaign 2's plan
+    // request stays pending and the log is untouched.
+    let o = p.reagent(&["approve", "2"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("the audit log is broken at entry 5"),
+        "{}",
+        text(&o)
+    );
+    let pending = p.json(&["approvals", "--json"]);
+    assert_eq!(pending[0]["id"], 2, "{pending}");
+    assert_eq!(pending[0]["state"], "pending", "{pending}");
+    assert_eq!(verify(&p).1["events"], finished().events - 1);
 }
 
 #[test]

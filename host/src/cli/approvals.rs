@@ -85,7 +85,7 @@ pub fn list(
         );
         if a.state == ApprovalState::Pending {
             println!(
-                "{:>48}expires {} (UTC); `reagent approve {}` or `reagent reject {} --reason TEXT`",
+                "{:>44}expires {} (UTC); `reagent approve {}` or `reagent reject {} --reason TEXT`",
                 "",
                 utc(a.expires_ms),
                 a.id,
@@ -93,7 +93,7 @@ pub fn list(
             );
         } else if let Some(by) = &a.decided_by {
             println!(
-                "{:>48}{} by {by}{}",
+                "{:>44}{} by {by}{}",
                 "",
                 a.state.name(),
                 a.note
@@ -116,6 +116,14 @@ pub fn decide(
 ) -> anyhow::Result<ExitCode> {
     let policy = ws.policy()?;
     let store = ws.open_store(Duration::from_secs(30))?;
+    // A decision extends the audit log: never on top of a broken one.
+    if let Err(b) = store.verify_chain()? {
+        anyhow::bail!(
+            "the audit log is broken at entry {}: {}; no decision was recorded (see `reagent audit verify`)",
+            b.seq,
+            b.problem
+        );
+    }
     let who = Identity::current();
     let row = governance::settle(
         &store,

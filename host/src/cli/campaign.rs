@@ -512,8 +512,16 @@ pub fn run(ws: &Workspace, target: &str, detach: bool, yes: bool) -> anyhow::Res
                 println!("campaign {id}: plan approved by {}", user());
             }
             CampaignState::AwaitingApproval | CampaignState::Draft => {
+                let request = store
+                    .approvals_of(id)?
+                    .into_iter()
+                    .rev()
+                    .find(|a| a.kind == governance::ApprovalKind::Plan)
+                    .map_or(String::new(), |a| {
+                        format!("`reagent approve {}`, or ", a.id)
+                    });
                 bail!(
-                    "campaign {id} awaits approval of its plan; nothing launches before it is approved (approve it as {} with `reagent run {id} --yes`)",
+                    "campaign {id} awaits approval of its plan; nothing launches before it is approved (approve it with {request}as {} with `reagent run {id} --yes`)",
                     user()
                 )
             }
