@@ -18,7 +18,7 @@ use anyhow::{Context as _, bail};
 
 use crate::campaign::engine::{Engine, Pass, Progress};
 use crate::jobs::WakeCommand;
-use crate::jobs::local::LocalBackend;
+use crate::jobs::dispatch::Dispatch;
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::store::{Store, StoreError};
 
@@ -126,8 +126,9 @@ impl Workspace {
         }
     }
 
-    pub fn backend(&self) -> LocalBackend {
-        LocalBackend::new(self.jobs_dir())
+    /// Local jobs and Slurm jobs, chosen per job by its campaign's backend.
+    pub fn backend(&self) -> Dispatch {
+        Dispatch::new(self.jobs_dir())
     }
 
     pub fn wake_command(&self) -> anyhow::Result<WakeCommand> {

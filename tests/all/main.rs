@@ -10,5 +10,6 @@ mod governance;
 mod governance_model;
 mod hostile;
 mod recording;
+mod slurm;
 mod support;
 mod surface;

@@ -88,6 +88,8 @@ struct GuardFile {
 struct JobSection {
     #[serde(default)]
     backend: Option<Spanned<String>>,
+    #[serde(default)]
+    slurm: Option<Spanned<SlurmFile>>,
     command: Spanned<Vec<String>>,
     #[serde(default)]
     env: IndexMap<String, String>,
@@ -198,6 +200,27 @@ struct StrategiesFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct SlurmFile {
+    #[serde(default)]
+    partition: Option<String>,
+    #[serde(default)]
+    account: Option<String>,
+    #[serde(default)]
+    qos: Option<String>,
+    /// Extra `#SBATCH` options, e.g. ["--constraint=a100", "--exclusive"].
+    #[serde(default)]
+    sbatch: Vec<String>,
+    /// "gres" (default: `--gres=gpu:N`) or "gpus" (`--gpus=N`).
+    #[serde(default)]
+    gpus_as: Option<String>,
+    /// Slurm's own time limit is the trial's plus this (the supervisor
+    /// stops the job first, cleanly; Slurm's limit is the backstop).
+    #[serde(default)]
+    time_margin: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PolicyFile {
     /// Moved to the workspace policy; kept here only to say so.
     #[serde(default)]
@@ -256,6 +279,9 @@ pub struct JobTemplate {
     pub time_limit: Duration,
     pub resources: Resources,
     pub metrics: MetricsSource,
+    /// Options for `backend = "slurm"`.
+    #[serde(default)]
+    pub slurm: Option<crate::jobs::slurm::SlurmOptions>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -739,13 +765,70 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Campaign, ConfigErro
     // Job.
     let backend = match &raw.job.backend {
         None => "local".to_string(),
-        Some(b) if b.get_ref() == "local" => "local".to_string(),
+        Some(b) if b.get_ref() == "local" || b.get_ref() == "slurm" => b.get_ref().clone(),
         Some(b) => {
             return Err(loc.at(
                 b.span(),
-                format!("backend {:?}: this build supports \"local\"", b.get_ref()),
+                format!("backend {:?}: expected \"local\" or \"slurm\"", b.get_ref()),
             ));
         }
+    };
+    let slurm = match (&raw.job.slurm, backend.as_str()) {
+        (Some(s), "local") => {
+            return Err(loc.at(
+                s.span(),
+                "[job.slurm] is set but backend is \"local\"; add backend = \"slurm\" to [job]",
+            ));
+        }
+        (s, "slurm") => {
+            let file = s.as_ref().map(|s| s.get_ref());
+            let at = |m: String| match s {
+                Some(s) => loc.at(s.span(), m),
+                None => loc.at(raw.job.command.span(), m),
+            };
+            let gpus_as = match file.and_then(|f| f.gpus_as.as_deref()) {
+                None | Some("gres") => crate::jobs::slurm::GpuFlag::Gres,
+                Some("gpus") => crate::jobs::slurm::GpuFlag::Gpus,
+                Some(other) => {
+                    return Err(at(format!(
+                        "job.slurm.gpus_as {other:?}: expected \"gres\" or \"gpus\""
+                    )));
+                }
+            };
+            let time_margin = match file.and_then(|f| f.time_margin.as_deref()) {
+                Some(t) => {
+                    parse_duration(t).map_err(|m| at(format!("job.slurm.time_margin: {m}")))?
+                }
+                None => Duration::from_secs(60),
+            };
+            let sbatch = file.map(|f| f.sbatch.clone()).unwrap_or_default();
+            for line in &sbatch {
+                if !line.starts_with('-') || line.contains('\n') {
+                    return Err(at(format!(
+                        "job.slurm.sbatch entry {line:?}: expected one sbatch option such as \"--constraint=a100\""
+                    )));
+                }
+            }
+            let word = |v: Option<&String>, what: &str| -> Result<Option<String>, ConfigError> {
+                match v {
+                    Some(x)
+                        if x.is_empty() || x.chars().any(|c| c.is_whitespace() || c == '\'') =>
+                    {
+                        Err(at(format!("job.slurm.{what} {x:?} is not a valid name")))
+                    }
+                    v => Ok(v.cloned()),
+                }
+            };
+            Some(crate::jobs::slurm::SlurmOptions {
+                partition: word(file.and_then(|f| f.partition.as_ref()), "partition")?,
+                account: word(file.and_then(|f| f.account.as_ref()), "account")?,
+                qos: word(file.and_then(|f| f.qos.as_ref()), "qos")?,
+                sbatch,
+                gpus_as,
+                time_margin_secs: time_margin.as_secs(),
+            })
+        }
+        _ => None,
     };
     let command = raw.job.command.get_ref().clone();
     if command.is_empty() || command[0].trim().is_empty() {
@@ -1021,6 +1104,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Campaign, ConfigErro
             time_limit,
             resources,
             metrics,
+            slurm,
         },
         knobs,
         budget: Budget {

@@ -1530,6 +1530,13 @@ impl<'a> Engine<'a> {
             params_file: spec.job.params_file.clone(),
             time_limit_secs: spec.job.time_limit.as_secs_f64(),
             memory_mb: spec.job.resources.memory_mb,
+            cpus: spec.job.resources.cpus,
+            gpus: spec.job.resources.gpus,
+            slurm: if spec.job.backend == "slurm" {
+                spec.job.slurm.clone()
+            } else {
+                None
+            },
             metrics: spec.job.metrics.clone(),
             wake: self.wake.clone(),
         }

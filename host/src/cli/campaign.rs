@@ -236,6 +236,9 @@ fn preflight(spec: &Campaign, sandbox: &Sandbox) -> anyhow::Result<Vec<String>> 
         spec.job.time_limit
     ));
     lines.push(format!("command   {}", spec.job.command.join(" ")));
+    if let (true, Some(opts)) = (spec.job.backend == "slurm", &spec.job.slurm) {
+        lines.push(crate::jobs::slurm::preflight(opts)?);
+    }
     Ok(lines)
 }
 

@@ -68,7 +68,7 @@ pub const STDERR_FILE: &str = "stderr.log";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const WAKE_LOG_FILE: &str = "wake.log";
 pub const SUPERVISOR_LOG_FILE: &str = "supervisor.log";
-const RESERVED: [&str; 10] = [
+pub(crate) const RESERVED: [&str; 10] = [
     SPEC_FILE,
     STATUS_FILE,
     SUPERVISOR_PID_FILE,
@@ -320,7 +320,7 @@ impl Backend for LocalBackend {
 
 /// `Finished` if the folder has an exit status, with metrics and log tail.
 /// An unreadable status file is `Lost`, naming the file.
-fn finished_state(dir: &Path) -> Option<JobState> {
+pub(crate) fn finished_state(dir: &Path) -> Option<JobState> {
     let path = dir.join(STATUS_FILE);
     let bytes = match fs::read(&path) {
         Ok(b) => b,
@@ -403,7 +403,7 @@ pub fn log_tail(dir: &Path) -> String {
 
 /// The last `max_bytes` of a file (at most `max_lines` lines), starting at a
 /// line boundary when cut; empty when missing.
-fn tail_file(path: &Path, max_bytes: usize, max_lines: usize) -> String {
+pub(crate) fn tail_file(path: &Path, max_bytes: usize, max_lines: usize) -> String {
     let Ok(mut file) = File::open(path) else {
         return String::new();
     };
@@ -775,7 +775,7 @@ pub fn spawn_detached(exe: &Path, args: &[&OsStr]) -> anyhow::Result<u32> {
 }
 
 /// A job key or file name: one plain path component.
-fn check_file_name(name: &str, what: &str) -> anyhow::Result<()> {
+pub(crate) fn check_file_name(name: &str, what: &str) -> anyhow::Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 200
         && !name.starts_with('.')
@@ -799,7 +799,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// Writes a file atomically (temp file, rename), without fsync.
-fn write_replace(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_replace(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     write_file(path, bytes, false)
 }
 

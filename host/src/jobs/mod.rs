@@ -3,10 +3,13 @@
 //! half-way is found again instead of run twice.
 //!
 //! `local` runs each job under a detached supervisor (the `reagent` binary,
-//! hidden subcommand `__supervise`). Slurm comes later behind the same trait.
+//! hidden subcommand `__supervise`); `slurm` submits a batch script that runs
+//! the same supervisor on a compute node; `dispatch` picks one per job.
 
+pub mod dispatch;
 pub mod local;
 pub mod metrics;
+pub mod slurm;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,6 +34,15 @@ pub struct JobSpec {
     pub time_limit_secs: f64,
     /// Kill the job when its resident memory passes this (where the OS tells).
     pub memory_mb: Option<u64>,
+    /// What one trial asks the scheduler for (Slurm: `--cpus-per-task`,
+    /// GPUs as `--gres` or `--gpus`).
+    #[serde(default)]
+    pub cpus: f64,
+    #[serde(default)]
+    pub gpus: f64,
+    /// Run on Slurm with these options; `None` runs it locally.
+    #[serde(default)]
+    pub slurm: Option<slurm::SlurmOptions>,
     pub metrics: MetricsSource,
     /// Run after the job ends: `<exe> wake --workspace <workspace>`.
     pub wake: Option<WakeCommand>,

@@ -66,6 +66,9 @@ fn sh_spec(key: &str, script: &str, workdir: &Path) -> JobSpec {
         memory_mb: None,
         metrics: MetricsSource::Jsonl,
         wake: None,
+        cpus: 1.0,
+        gpus: 0.0,
+        slurm: None,
     }
 }
 

@@ -1,0 +1,237 @@
+//! The Slurm backend against a real single-node Slurm (scripts/slurm-setup.sh,
+//! which CI's .ci/run starts; its commands are named by REAGENT_SLURM_BIN).
+//! Without a cluster these tests say so and pass, unless
+//! REAGENT_REQUIRE_SLURM=1 (CI sets it), when a missing cluster fails them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::campaign::{Project, text};
+
+/// The Slurm commands' folder, if a cluster answers.
+fn cluster() -> Option<PathBuf> {
+    let bin = std::env::var_os("REAGENT_SLURM_BIN").map(PathBuf::from);
+    let sinfo = bin
+        .as_ref()
+        .map_or_else(|| PathBuf::from("sinfo"), |b| b.join("sinfo"));
+    let ok = Command::new(&sinfo)
+        .arg("-h")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("REAGENT_REQUIRE_SLURM").is_none(),
+            "REAGENT_REQUIRE_SLURM is set but no Slurm cluster answers (run scripts/slurm-setup.sh)"
+        );
+        eprintln!("no Slurm cluster here (scripts/slurm-setup.sh starts one): skipped");
+        return None;
+    }
+    Some(bin.unwrap_or_default())
+}
+
+fn slurm_project(edit: impl Fn(String) -> String) -> Project {
+    Project::new(|t| {
+        edit(
+            t.replace(
+                "resources = { cpus = 1 }",
+                "resources = { cpus = 1 }\nbackend = \"slurm\"\nslurm = { partition = \"debug\", time_margin = \"30s\" }",
+            )
+            .replace("max_trials = 24", "max_trials = 9")
+            .replace("confirm_replicates = 2", "confirm_replicates = 1"),
+        )
+    })
+}
+
+/// Each trial's job folder started its batch job exactly once.
+fn assert_each_job_started_once(p: &Project) {
+    let trials = p.json(&["trials", "1", "--json"]);
+    let mut launched = 0;
+    for t in trials.as_array().unwrap() {
+        if matches!(t["status"].as_str(), Some("queued" | "dropped")) {
+            continue;
+        }
+        launched += 1;
+        let dir = p.path(&format!(".reagent/jobs/c1-t{}", t["id"]));
+        assert!(dir.join("job.sbatch").exists(), "{}", dir.display());
+        let starts = std::fs::read_to_string(dir.join("slurm-jobs")).unwrap_or_default();
+        let ids: Vec<&str> = starts.lines().collect();
+        assert_eq!(ids.len(), 1, "trial {} started {:?}", t["id"], ids);
+        let recorded = std::fs::read_to_string(dir.join("slurm.jobid")).unwrap();
+        assert_eq!(recorded.trim(), ids[0], "trial {}", t["id"]);
+    }
+    assert!(launched > 0);
+}
+
+fn slurm(bin: &Path, name: &str, args: &[&str]) -> String {
+    let o = Command::new(if bin.as_os_str().is_empty() {
+        PathBuf::from(name)
+    } else {
+        bin.join(name)
+    })
+    .args(args)
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{name} {args:?}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn a_campaign_runs_to_the_end_on_slurm() {
+    let Some(_) = cluster() else { return };
+    let p = slurm_project(|t| t);
+    let o = p.reagent(&["plan", "toy.toml", "--yes"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("slurm: controller answers; partition debug"),
+        "{out}"
+    );
+    let o = p.reagent(&["run", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let r = p.json(&["report", "1", "--format", "json"]);
+    assert_eq!(r["state"], "finished", "{r}");
+    assert_eq!(r["trials"]["failed"], 0, "{r}");
+    assert_each_job_started_once(&p);
+    let script = std::fs::read_to_string(p.path(".reagent/jobs/c1-t1/job.sbatch")).unwrap();
+    assert!(script.contains("#SBATCH --partition=debug"), "{script}");
+    assert!(
+        script.contains("#SBATCH --time=0:50"),
+        "20 s + 30 s margin: {script}"
+    );
+}
+
+#[test]
+fn time_outs_and_cancellations_outside_reagent_are_diagnosed() {
+    let Some(bin) = cluster() else { return };
+    // Trial 4 overruns its 6 s limit; trial 5 would too, but is cancelled
+    // with scancel as soon as it is submitted.
+    let p = slurm_project(|t| {
+        t.replace("time_limit = \"20s\"", "time_limit = \"6s\"")
+            .replace(
+                "resources = { cpus = 1 }",
+                "resources = { cpus = 1 }\nenv = { FAIL_T4 = \"timeout\", FAIL_T5 = \"timeout\" }",
+            )
+    });
+    let o = p.reagent(&["run", "toy.toml", "--yes", "--detach"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let job5 = p.path(".reagent/jobs/c1-t5/slurm.jobid");
+    let start = std::time::Instant::now();
+    while !job5.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "trial 5 never launched"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let id = std::fs::read_to_string(&job5).unwrap().trim().to_string();
+    slurm(&bin, "scancel", &[&id]);
+    let s = p.wait_finished("1", Duration::from_secs(120));
+    assert_eq!(s["state"], "finished", "{s}");
+    let trials = p.json(&["trials", "1", "--json"]);
+    let t = |id: u64| {
+        trials
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(t(4)["failure"], "time-limit", "{}", t(4));
+    let t5 = t(5);
+    assert_eq!(t5["status"], "failed", "{t5}");
+    assert_eq!(t5["failure"], "killed", "cancelled in Slurm: {t5}");
+    assert!(
+        t5["action"].as_str().unwrap().contains("retry"),
+        "a single kill is retried: {t5}"
+    );
+}
+
+#[test]
+fn a_controller_restart_mid_campaign_loses_nothing() {
+    let Some(_) = cluster() else { return };
+    let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/slurm-setup.sh");
+    let p = slurm_project(|t| {
+        t.replace(
+            "resources = { cpus = 1 }",
+            "resources = { cpus = 1 }\nenv = { TOY_SLEEP = \"3\" }",
+        )
+    });
+    let o = p.reagent(&["run", "toy.toml", "--yes", "--detach"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Two baseline jobs run now; restart the controller under them.
+    std::thread::sleep(Duration::from_secs(1));
+    let o = Command::new("bash")
+        .arg(&setup)
+        .arg("restart-ctld")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let s = p.wait_finished("1", Duration::from_secs(180));
+    assert_eq!(s["state"], "finished", "{s}");
+    assert_eq!(s["trials"]["failed"], 0, "{s}");
+    assert_each_job_started_once(&p);
+}
+
+#[test]
+fn a_crash_right_after_sbatch_is_found_by_name_not_submitted_again() {
+    let Some(_) = cluster() else { return };
+    let p = slurm_project(|t| t);
+    assert!(p.reagent(&["plan", "toy.toml", "--yes"]).status.success());
+    // The host dies right after its first sbatch, before recording the id.
+    let o = p
+        .command(&["run", "1", "--detach"])
+        .env("REAGENT_SLURM_CRASH_AFTER_SBATCH", "1")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+    let dir = p.path(".reagent/jobs/c1-t1");
+    assert!(dir.join("job.sbatch").exists());
+    assert!(
+        !dir.join("slurm.jobid").exists(),
+        "the id was never recorded"
+    );
+    // The next host finds it by name.
+    let o = p.reagent(&["run", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(p.json(&["status", "1", "--json"])["state"], "finished");
+    assert_each_job_started_once(&p);
+}
+
+#[test]
+fn plan_checks_slurm_up_front() {
+    // Slurm's commands missing: named, nothing registered.
+    let empty = tempfile::tempdir().unwrap();
+    let p = slurm_project(|t| t);
+    let o = p
+        .command(&["plan", "toy.toml"])
+        .env("REAGENT_SLURM_BIN", empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("sbatch"), "{}", text(&o));
+    assert!(p.json(&["status", "--json"]).as_array().unwrap().is_empty());
+    // [job.slurm] with the local backend is a located error.
+    std::fs::write(
+        p.path("bad.toml"),
+        std::fs::read_to_string(p.path("toy.toml"))
+            .unwrap()
+            .replace("backend = \"slurm\"\n", ""),
+    )
+    .unwrap();
+    let o = p.reagent(&["plan", "bad.toml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("bad.toml:"), "{}", text(&o));
+    assert!(text(&o).contains("backend = \"slurm\""), "{}", text(&o));
+
+    let Some(_) = cluster() else { return };
+    let unknown = slurm_project(|t| t.replace("partition = \"debug\"", "partition = \"nope\""));
+    let o = unknown.reagent(&["plan", "toy.toml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("partition \"nope\" does not exist"),
+        "{}",
+        text(&o)
+    );
+}
