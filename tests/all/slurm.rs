@@ -113,8 +113,15 @@ fn time_outs_and_cancellations_outside_reagent_are_diagnosed() {
                 "resources = { cpus = 1 }\nenv = { FAIL_T4 = \"timeout\", FAIL_T5 = \"timeout\" }",
             )
     });
-    let o = p.reagent(&["run", "toy.toml", "--yes", "--detach"]);
-    assert!(o.status.success(), "{}", text(&o));
+    // A foreground driver: it looks again every few seconds, which a
+    // job stopped from outside needs (its own wake comes while Slurm still
+    // shows it running; on a cluster, the cron'd `reagent wake` does this).
+    let driver = p
+        .command(&["run", "toy.toml", "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let job5 = p.path(".reagent/jobs/c1-t5/slurm.jobid");
     let start = std::time::Instant::now();
     while !job5.exists() {
@@ -126,7 +133,9 @@ fn time_outs_and_cancellations_outside_reagent_are_diagnosed() {
     }
     let id = std::fs::read_to_string(&job5).unwrap().trim().to_string();
     slurm(&bin, "scancel", &[&id]);
-    let s = p.wait_finished("1", Duration::from_secs(120));
+    let out = driver.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let s = p.json(&["status", "1", "--json"]);
     assert_eq!(s["state"], "finished", "{s}");
     let trials = p.json(&["trials", "1", "--json"]);
     let t = |id: u64| {
@@ -234,4 +243,95 @@ fn plan_checks_slurm_up_front() {
         "{}",
         text(&o)
     );
+}
+
+#[test]
+fn a_requeued_job_is_followed_under_the_same_trial() {
+    let Some(bin) = cluster() else { return };
+    let p = slurm_project(|t| {
+        t.replace(
+            "resources = { cpus = 1 }",
+            "resources = { cpus = 1 }\nenv = { TOY_SLEEP = \"4\" }",
+        )
+    });
+    let driver = p
+        .command(&["run", "toy.toml", "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Requeue trial 1 while it runs (what preemption with requeue does).
+    let dir = p.path(".reagent/jobs/c1-t1");
+    let start = std::time::Instant::now();
+    while !dir.join("stdout.log").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "trial 1 never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let id = std::fs::read_to_string(dir.join("slurm.jobid")).unwrap();
+    slurm(&bin, "scontrol", &["requeue", id.trim()]);
+    let out = driver.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let s = p.json(&["status", "1", "--json"]);
+    assert_eq!(s["state"], "finished", "{s}");
+    let starts = std::fs::read_to_string(dir.join("slurm-jobs")).unwrap();
+    assert_eq!(
+        starts.lines().count(),
+        2,
+        "started, requeued, started again: {starts}"
+    );
+    assert!(
+        dir.join("attempt-1").is_dir(),
+        "the interrupted attempt's files are kept"
+    );
+    let trials = p.json(&["trials", "1", "--json"]);
+    let t1 = trials
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == 1)
+        .unwrap();
+    assert_eq!(t1["status"], "succeeded", "{t1}");
+    assert_eq!(t1["attempt"], 1, "followed, not counted again: {t1}");
+}
+
+#[test]
+fn a_job_slurm_refuses_is_diagnosed_as_infrastructure_and_nothing_is_lost() {
+    let Some(_) = cluster() else { return };
+    let p = slurm_project(|t| {
+        t.replace(
+            "time_margin = \"30s\" }",
+            "time_margin = \"30s\", sbatch = [\"--constraint=no-such-feature\"] }",
+        ) + "\n[policy]\napproval_expiry = \"1s\"\n"
+    });
+    let o = p.reagent(&["run", "toy.toml", "--yes"]);
+    let out = text(&o);
+    let s = p.json(&["status", "1", "--json"]);
+    assert!(
+        !s["state"].as_str().unwrap().contains("running"),
+        "{s}\n{out}"
+    );
+    let trials = p.json(&["trials", "1", "--json"]);
+    let failed: Vec<&serde_json::Value> = trials
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "failed")
+        .collect();
+    assert!(!failed.is_empty(), "{trials}");
+    for t in &failed {
+        assert_eq!(t["failure"], "infrastructure", "{t}");
+    }
+    // Retried within bounds, never more.
+    let max_attempt = trials
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["attempt"].as_u64())
+        .max()
+        .unwrap();
+    assert!(max_attempt <= 3, "{trials}");
+    assert_eq!(p.reagent(&["audit", "verify"]).status.code(), Some(0));
 }

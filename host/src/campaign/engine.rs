@@ -1562,7 +1562,7 @@ impl<'a> Engine<'a> {
             }
             Err(e) => {
                 let outcome = JobOutcome {
-                    log_tail: format!("reagent: submitting the job failed: {e:#}"),
+                    log_tail: format!("reagent: submitting the job failed (infrastructure): {e:#}"),
                     ..JobOutcome::default()
                 };
                 self.finish(view, tid, outcome)

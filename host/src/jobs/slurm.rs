@@ -219,12 +219,12 @@ impl SlurmBackend {
             r#"# Written by reagent: runs trial {key} under its supervisor.
 dir={dir}
 echo "$SLURM_JOB_ID" >> "$dir/{STARTS_FILE}"
-if [ "${{SLURM_RESTART_COUNT:-0}}" -gt 0 ] && [ ! -e "$dir/{STATUS_FILE}" ]; then
-  # Requeued (preempted, node failure): keep the interrupted attempt's
-  # files and run the trial afresh, under the same key.
+if [ "${{SLURM_RESTART_COUNT:-0}}" -gt 0 ]; then
+  # Requeued (preempted, node failure, scontrol requeue): keep the
+  # interrupted attempt's files and run the trial afresh, same key.
   old="$dir/attempt-$SLURM_RESTART_COUNT"
   mkdir -p "$old"
-  for f in stdout.log stderr.log metrics.jsonl job.pid; do
+  for f in stdout.log stderr.log metrics.jsonl job.pid {STATUS_FILE}; do
     if [ -e "$dir/$f" ]; then mv "$dir/$f" "$old/"; fi
   done
 fi
@@ -444,8 +444,27 @@ impl Backend for SlurmBackend {
                 dir.display()
             )));
         }
-        if let Some(state) = local::finished_state(&dir) {
-            return Ok(state);
+        match local::finished_state(&dir) {
+            // Stopped from outside (not by its own limits): scancel,
+            // which is final, or Slurm requeueing it, which runs it again
+            // under the same key. Slurm's state tells which once the batch
+            // script has ended; until then, wait (the next wake looks again).
+            Some(JobState::Finished(o))
+                if o.signal.is_some()
+                    && !o.timed_out
+                    && !o.memory_exceeded
+                    && o.stopped_early.is_none() =>
+            {
+                if let Ok(Some((state, exit))) = self.slurm_state(&handle.id)
+                    && let Some(live @ (JobState::Pending | JobState::Running)) =
+                        map_state(&state, exit.as_deref(), String::new())
+                {
+                    return Ok(live);
+                }
+                return Ok(JobState::Finished(o));
+            }
+            Some(state) => return Ok(state),
+            None => {}
         }
         let slurm = match self.slurm_state(&handle.id) {
             Ok(s) => s,
