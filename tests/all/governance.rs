@@ -377,3 +377,52 @@ fn a_budget_increase_is_asked_for_and_the_live_driver_confirms_once_approved() {
     assert!((budget - (0.1 + more)).abs() < 1e-9, "{report}");
     assert!(report["spent"]["cpu_hours"].as_f64().unwrap() <= budget + 1e-9);
 }
+
+#[test]
+fn changing_a_running_campaigns_strategies_or_budget_is_a_request() {
+    let p = Project::new(small);
+    assert!(p.reagent(&["plan", "toy.toml", "--yes"]).status.success());
+    let toy = std::fs::read_to_string(p.path("toy.toml")).unwrap();
+    std::fs::write(
+        p.path("amended.toml"),
+        toy.replace("cpu_hours = 1.0", "cpu_hours = 2.0")
+            + "\n[strategies.grants]\nmemory = false\n",
+    )
+    .unwrap();
+    let o = p.reagent(&["amend", "1", "amended.toml"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let pending = requests(&p, false);
+    let kinds: Vec<&str> = pending
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["strategy-change", "budget-increase"], "{pending:?}");
+    assert_ne!(pending[0]["requested_by"], "agent");
+    assert_eq!(pending[1]["payload"]["cpu_hours"], 1.0);
+
+    // Approved: the plan approval follows the amended plan, so the campaign
+    // still launches, with the new grants and the larger budget.
+    for r in &pending {
+        let o = p.reagent(&["approve", &r["id"].to_string()]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let o = p.reagent(&["run", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let s = p.json(&["status", "1", "--json"]);
+    assert_eq!(s["state"], "finished", "{s}");
+    assert_eq!(s["budget"]["cpu_hours"], 2.0, "{s}");
+    let events = text(&p.reagent(&["audit", "show", "--campaign", "1"]));
+    assert!(events.contains("campaign-amended"), "{events}");
+
+    // Anything but strategies and budget is refused, naming what differs.
+    assert!(p.reagent(&["plan", "toy.toml", "--yes"]).status.success());
+    std::fs::write(
+        p.path("knobs.toml"),
+        toy.replace("high = 3, baseline = 0", "high = 4, baseline = 0"),
+    )
+    .unwrap();
+    let o = p.reagent(&["amend", "2", "knobs.toml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("also changes knobs"), "{}", text(&o));
+    assert!(requests(&p, false).is_empty());
+}

@@ -556,7 +556,9 @@ impl<'a> Engine<'a> {
         source: &StrategySource,
         spec: &Campaign,
     ) -> anyhow::Result<Arc<Strategy>> {
-        let key = source.to_string();
+        // Grants are part of what was loaded: the same component under other
+        // grants is another strategy.
+        let key = format!("{source}|{}", spec.strategies.grants.names().join(","));
         if let Some(s) = self.strategies.get(&key) {
             return Ok(Arc::clone(s));
         }

@@ -297,6 +297,12 @@ pub enum EventBody {
         payload_hash: String,
         expires_ms: u64,
     },
+    /// An approved change to a running campaign's strategies or grants.
+    CampaignAmended {
+        request: u64,
+        what: String,
+        spec_sha256: String,
+    },
     ApprovalDecided {
         id: u64,
         state: ApprovalState,

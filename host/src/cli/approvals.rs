@@ -291,3 +291,183 @@ pub fn auto_approves(
         }
     })
 }
+
+/// `reagent amend ID FILE`: asks to change a running campaign's strategies
+/// and grants, or to raise its budget, from an edited campaign file. Each
+/// kind of change is an approval request (`--yes` approves it on the spot
+/// as you, where the policy lets you); anything else that differs is refused.
+pub fn amend(
+    ws: &Workspace,
+    id: u64,
+    file: &std::path::Path,
+    yes: bool,
+) -> anyhow::Result<ExitCode> {
+    let new = crate::campaign::config::load(file)?;
+    let policy = ws.policy()?;
+    let sandbox = workspace::new_sandbox()?;
+    let store = ws.open_store(Duration::from_secs(30))?;
+    let row = store
+        .campaign(id)?
+        .with_context(|| format!("no campaign {id} in {}", ws.dir.display()))?;
+    if !row.state.is_active() {
+        anyhow::bail!(
+            "campaign {id} is {}; only a running campaign can be amended (plan a new one)",
+            row.state.name()
+        );
+    }
+    // Only strategies and the budget may change.
+    let mut same = new.clone();
+    same.strategies = row.spec.strategies.clone();
+    same.budget = row.spec.budget.clone();
+    if same != row.spec {
+        let old = serde_json::to_value(&row.spec)?;
+        let now = serde_json::to_value(&same)?;
+        let differs: Vec<String> = old
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| now.get(k.as_str()) != Some(*v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        anyhow::bail!(
+            "{}: only [strategies] and [budget] can change in a running campaign; this file also changes {}: plan a new campaign for that",
+            file.display(),
+            differs.join(", ")
+        );
+    }
+    let b_old = row.budget();
+    let b_new = &new.budget;
+    if b_new.cpu_hours < row.spec.budget.cpu_hours
+        || b_new.gpu_hours < row.spec.budget.gpu_hours
+        || b_new.max_trials < row.spec.budget.max_trials
+    {
+        anyhow::bail!(
+            "{}: the budget can only grow here (to stop early: `reagent pause {id}` or `reagent cancel {id}`)",
+            file.display()
+        );
+    }
+    let mut requests = Vec::new();
+    if new.strategies != row.spec.strategies {
+        for (role, source) in [
+            ("generator", &new.strategies.generator),
+            ("debugger", &new.strategies.debugger),
+        ] {
+            let info = sandbox
+                .inspect(source, &new.strategies.grants)
+                .with_context(|| format!("{role} {source}"))?;
+            if !info.accepted {
+                anyhow::bail!(
+                    "{role} {source} is refused: {}",
+                    info.refusals
+                        .iter()
+                        .map(|r| format!("{}: {}", r.import, r.reason))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
+            }
+        }
+        let s = &new.strategies;
+        requests.push(governance::NewRequest {
+            campaign: id,
+            kind: ApprovalKind::StrategyChange,
+            requested_by: Identity::current().name(),
+            summary: format!(
+                "strategies: generator {}, debugger {}, grants [{}] (were {}, {}, [{}])",
+                s.generator,
+                s.debugger,
+                s.grants.names().join(", "),
+                row.spec.strategies.generator,
+                row.spec.strategies.debugger,
+                row.spec.strategies.grants.names().join(", ")
+            ),
+            payload: serde_json::json!({ "strategies": s }),
+            hypothesis: None,
+            expires_after_ms: row.spec.policy.approval_expiry.as_millis() as u64,
+        });
+    }
+    // The file's budget is the plan's; approved increases stay on top.
+    let more_cpu = b_new.cpu_hours - row.spec.budget.cpu_hours;
+    let more_gpu = b_new.gpu_hours - row.spec.budget.gpu_hours;
+    let more_trials = b_new.max_trials - row.spec.budget.max_trials;
+    if more_cpu > 0.0 || more_gpu > 0.0 || more_trials > 0 {
+        requests.push(governance::NewRequest {
+            campaign: id,
+            kind: ApprovalKind::BudgetIncrease,
+            requested_by: Identity::current().name(),
+            summary: format!(
+                "+{more_cpu} CPU-h, +{more_gpu} GPU-h, +{more_trials} trials (to {} CPU-h, {} GPU-h, {} trials)",
+                b_old.cpu_hours + more_cpu,
+                b_old.gpu_hours + more_gpu,
+                b_old.max_trials + more_trials
+            ),
+            payload: serde_json::json!({
+                "cpu_hours": more_cpu,
+                "gpu_hours": more_gpu,
+                "max_trials": more_trials,
+                "reason": format!("amended from {}", file.display()),
+            }),
+            hypothesis: None,
+            expires_after_ms: row.spec.policy.approval_expiry.as_millis() as u64,
+        });
+    }
+    if requests.is_empty() {
+        println!(
+            "{}: no change to campaign {id}'s strategies or budget",
+            file.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let who = Identity::current();
+    let mut refused = None;
+    let rows = store.write(|tx| {
+        let now = now_ms();
+        let mut out = Vec::new();
+        for r in requests {
+            let req = governance::request(tx, r, now)?;
+            let decided = if yes {
+                match governance::settle_in(
+                    tx,
+                    Decision {
+                        id: req.id,
+                        approve: true,
+                        by: &who,
+                        note: "approved on the command line (--yes)".into(),
+                        expect_hash: None,
+                        now,
+                    },
+                    &policy,
+                ) {
+                    Ok(row) => row,
+                    Err(e) => {
+                        refused = Some(e);
+                        req
+                    }
+                }
+            } else {
+                req
+            };
+            out.push(decided);
+        }
+        Ok(out)
+    })?;
+    for r in &rows {
+        println!(
+            "request {} ({}) {}: {}",
+            r.id,
+            r.kind.name(),
+            r.state.name(),
+            r.summary
+        );
+    }
+    drop(store);
+    if rows.iter().any(|r| r.state == ApprovalState::Approved) {
+        workspace::wake(ws, &mut |_| {})?;
+    }
+    if let Some(e) = refused {
+        return Err(e.context("--yes was refused; the requests wait for another approver"));
+    }
+    if rows.iter().any(|r| r.state == ApprovalState::Pending) {
+        println!("approve with `reagent approve ID` (see `reagent approvals`)");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -140,6 +140,17 @@ pub enum Command {
         #[arg(long, value_name = "SHA256")]
         hash: Option<String>,
     },
+    /// Ask to change a running campaign's strategies and grants, or raise
+    /// its budget, from an edited copy of its campaign file: each kind of
+    /// change becomes an approval request. Nothing else may differ.
+    Amend {
+        id: u64,
+        campaign: PathBuf,
+        /// Approve the requests now, as the current OS user, where the
+        /// policy lets you.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Reject a request (always allowed; a reason is required).
     Reject {
         id: u64,
@@ -209,6 +220,11 @@ pub fn main() -> ExitCode {
             ref note,
             ref hash,
         } => ws().and_then(|w| approvals::decide(&w, id, true, note.clone(), hash.clone())),
+        Command::Amend {
+            id,
+            ref campaign,
+            yes,
+        } => ws().and_then(|w| approvals::amend(&w, id, campaign, yes)),
         Command::Reject { id, ref reason } => {
             ws().and_then(|w| approvals::decide(&w, id, false, reason.clone(), None))
         }

@@ -39,6 +39,9 @@ pub enum ApprovalKind {
     OutOfSpace,
     /// The debugger escalated a failure to a human.
     Escalation,
+    /// An operator's change of a running campaign's strategies or grants
+    /// (`reagent amend`).
+    StrategyChange,
 }
 
 impl ApprovalKind {
@@ -48,6 +51,7 @@ impl ApprovalKind {
             ApprovalKind::BudgetIncrease => "budget-increase",
             ApprovalKind::OutOfSpace => "out-of-space",
             ApprovalKind::Escalation => "escalation",
+            ApprovalKind::StrategyChange => "strategy-change",
         }
     }
 }
@@ -348,8 +352,6 @@ pub enum DecideError {
         "the agent cannot decide its own requests: this process runs inside a job reagent launched ({0}); approve from an operator's shell"
     )]
     SelfApproval(String),
-    #[error("{who} raised request {id} and cannot approve it; another operator must")]
-    Requester { id: u64, who: String },
     #[error(
         "request {id}'s payload does not hash to what was requested (recorded {recorded}, now {now}); the database was altered — run `reagent audit verify`"
     )]
@@ -434,13 +436,8 @@ pub fn decide(
         .into());
     }
     if d.approve {
-        if row.requested_by == d.by.name() {
-            return Err(DecideError::Requester {
-                id: row.id,
-                who: d.by.name(),
-            }
-            .into());
-        }
+        // Whether whoever asked may also approve is the policy's call
+        // (`principal.name == resource.requested_by`); the agent never may.
         let principal = match d.by {
             Identity::User(u) => policy::Principal::User(u.clone()),
             _ => policy::Principal::Auto,
@@ -541,6 +538,11 @@ pub fn settle_in(
             return Err(e);
         }
     };
+    if row.kind == ApprovalKind::StrategyChange
+        && let Some(c) = campaign
+    {
+        return apply_strategy_change(tx, row, c, now);
+    }
     let (ApprovalKind::Plan, Some(mut c)) = (row.kind, campaign) else {
         return Ok(row);
     };
@@ -578,6 +580,42 @@ pub fn settle_in(
     applied.applied = true;
     tx.put_approval(&applied)?;
     Ok(applied)
+}
+
+/// Applies a decided strategy change in the caller's transaction: when
+/// approved, the campaign's strategies and grants become the payload's, and
+/// its plan approval is re-bound to the amended plan (the human approved
+/// it); either way the request is marked applied.
+fn apply_strategy_change(
+    tx: &mut Tx,
+    mut row: ApprovalRow,
+    mut c: CampaignRow,
+    now: u64,
+) -> anyhow::Result<ApprovalRow> {
+    if row.state == ApprovalState::Approved {
+        let strategies: crate::campaign::config::StrategiesConfig =
+            serde_json::from_value(row.payload["strategies"].clone())
+                .map_err(|e| anyhow::anyhow!("request {}: unreadable strategies: {e}", row.id))?;
+        c.spec.strategies = strategies;
+        let plan_hash = payload_hash(&plan_payload(&c));
+        if let Some(a) = &mut c.approved {
+            a.payload_hash = plan_hash;
+            a.note = format!("{} (amended by request {} at {now})", a.note, row.id);
+        }
+        let spec_json = serde_json::to_value(&c.spec)?;
+        tx.append(
+            Some(c.id),
+            EventBody::CampaignAmended {
+                request: row.id,
+                what: row.summary.clone(),
+                spec_sha256: payload_hash(&spec_json),
+            },
+        )?;
+        tx.put_campaign(&c)?;
+    }
+    row.applied = true;
+    tx.put_approval(&row)?;
+    Ok(row)
 }
 
 /// Marks a pending request expired (denied) in the caller's transaction.

@@ -69,7 +69,7 @@ impl Engine<'_> {
         let mut hypothesis_change: Option<(HypothesisRow, String)> = None;
         let mut trial: Option<TrialRow> = None;
         match a.kind {
-            ApprovalKind::Plan => {}
+            ApprovalKind::Plan | ApprovalKind::StrategyChange => {}
             ApprovalKind::BudgetIncrease => {
                 if approved {
                     let inc = BudgetIncrease {
