@@ -43,6 +43,24 @@ fn slurm_project(edit: impl Fn(String) -> String) -> Project {
     })
 }
 
+/// Waits for `path` to exist.
+fn wait_for(path: &Path, what: &str) {
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A foreground driver for the project's campaign, as a child process.
+fn drive(p: &Project) -> std::process::Child {
+    p.command(&["run", "toy.toml", "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Each trial's job folder started its batch job exactly once.
 fn assert_each_job_started_once(p: &Project) {
     let trials = p.json(&["trials", "1", "--json"]);
@@ -116,21 +134,9 @@ fn time_outs_and_cancellations_outside_reagent_are_diagnosed() {
     // A foreground driver: it looks again every few seconds, which a
     // job stopped from outside needs (its own wake comes while Slurm still
     // shows it running; on a cluster, the cron'd `reagent wake` does this).
-    let driver = p
-        .command(&["run", "toy.toml", "--yes"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let driver = drive(&p);
     let job5 = p.path(".reagent/jobs/c1-t5/slurm.jobid");
-    let start = std::time::Instant::now();
-    while !job5.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "trial 5 never launched"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(&job5, "trial 5 never launched");
     let id = std::fs::read_to_string(&job5).unwrap().trim().to_string();
     slurm(&bin, "scancel", &[&id]);
     let out = driver.wait_with_output().unwrap();
@@ -254,22 +260,10 @@ fn a_requeued_job_is_followed_under_the_same_trial() {
             "resources = { cpus = 1 }\nenv = { TOY_SLEEP = \"4\" }",
         )
     });
-    let driver = p
-        .command(&["run", "toy.toml", "--yes"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let driver = drive(&p);
     // Requeue trial 1 while it runs (what preemption with requeue does).
     let dir = p.path(".reagent/jobs/c1-t1");
-    let start = std::time::Instant::now();
-    while !dir.join("stdout.log").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "trial 1 never started"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(&dir.join("stdout.log"), "trial 1 never started");
     let id = std::fs::read_to_string(dir.join("slurm.jobid")).unwrap();
     slurm(&bin, "scontrol", &["requeue", id.trim()]);
     let out = driver.wait_with_output().unwrap();

@@ -348,24 +348,7 @@ pub fn amend(
     }
     let mut requests = Vec::new();
     if new.strategies != row.spec.strategies {
-        for (role, source) in [
-            ("generator", &new.strategies.generator),
-            ("debugger", &new.strategies.debugger),
-        ] {
-            let info = sandbox
-                .inspect(source, &new.strategies.grants)
-                .with_context(|| format!("{role} {source}"))?;
-            if !info.accepted {
-                anyhow::bail!(
-                    "{role} {source} is refused: {}",
-                    info.refusals
-                        .iter()
-                        .map(|r| format!("{}: {}", r.import, r.reason))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                );
-            }
-        }
+        crate::cli::campaign::inspect_strategies(&new.strategies, &sandbox)?;
         let s = &new.strategies;
         requests.push(governance::NewRequest {
             campaign: id,

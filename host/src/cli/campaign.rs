@@ -150,15 +150,21 @@ fn load_campaign_file(path: &Path) -> anyhow::Result<Campaign> {
     config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Checks what can be checked before any spend.
-fn preflight(spec: &Campaign, sandbox: &Sandbox) -> anyhow::Result<Vec<String>> {
-    let mut lines = Vec::new();
-    for (role, source) in [
-        ("generator", &spec.strategies.generator),
-        ("debugger", &spec.strategies.debugger),
-    ] {
+/// Loads both strategies under their grants; each must be accepted.
+pub fn inspect_strategies<'a>(
+    s: &'a crate::campaign::config::StrategiesConfig,
+    sandbox: &Sandbox,
+) -> anyhow::Result<
+    Vec<(
+        &'static str,
+        &'a crate::strategy::StrategySource,
+        crate::sandbox::ComponentInfo,
+    )>,
+> {
+    let mut out = Vec::new();
+    for (role, source) in [("generator", &s.generator), ("debugger", &s.debugger)] {
         let info = sandbox
-            .inspect(source, &spec.strategies.grants)
+            .inspect(source, &s.grants)
             .with_context(|| format!("{role} {source}"))?;
         if !info.accepted {
             bail!(
@@ -170,6 +176,15 @@ fn preflight(spec: &Campaign, sandbox: &Sandbox) -> anyhow::Result<Vec<String>> 
                     .join("; ")
             );
         }
+        out.push((role, source, info));
+    }
+    Ok(out)
+}
+
+/// Checks what can be checked before any spend.
+fn preflight(spec: &Campaign, sandbox: &Sandbox) -> anyhow::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for (role, source, info) in inspect_strategies(&spec.strategies, sandbox)? {
         let l = &spec.strategies.limits;
         lines.push(format!(
             "{role:<9} {source}: {} world, sha256 {}",

@@ -296,8 +296,17 @@ impl Store {
     }
 
     pub fn campaigns(&self) -> anyhow::Result<Vec<CampaignRow>> {
+        self.all(CAMPAIGNS, "campaign")
+    }
+
+    /// Every row of a table keyed by id, in id order.
+    fn all<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<u64, &[u8]>,
+        what: &str,
+    ) -> anyhow::Result<Vec<T>> {
         let read = self.db.begin_read()?;
-        let t = match read.open_table(CAMPAIGNS) {
+        let t = match read.open_table(table) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
@@ -305,7 +314,7 @@ impl Store {
         let mut out = Vec::new();
         for entry in t.iter()? {
             let (_, v) = entry?;
-            out.push(from_bytes(v.value(), "campaign")?);
+            out.push(from_bytes(v.value(), what)?);
         }
         Ok(out)
     }
@@ -377,18 +386,7 @@ impl Store {
 
     /// Every approval request, oldest first.
     pub fn approvals(&self) -> anyhow::Result<Vec<ApprovalRow>> {
-        let read = self.db.begin_read()?;
-        let t = match read.open_table(APPROVALS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut out = Vec::new();
-        for entry in t.iter()? {
-            let (_, v) = entry?;
-            out.push(from_bytes(v.value(), "approval")?);
-        }
-        Ok(out)
+        self.all(APPROVALS, "approval")
     }
 
     /// The approval requests of one campaign.
@@ -409,27 +407,20 @@ impl Store {
 
     /// Events with `seq` in `from..`, in order.
     pub fn events(&self, from: u64) -> anyhow::Result<Vec<Event>> {
-        let read = self.db.begin_read()?;
-        let t = match read.open_table(EVENTS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut out = Vec::new();
-        for entry in t.range(from..)? {
-            let (_, v) = entry?;
-            let stored: StoredEvent = serde_json::from_slice(v.value())
-                .map_err(|e| anyhow::anyhow!("unreadable event row: {e}"))?;
-            out.push(Event {
-                seq: stored.seq,
-                at_ms: stored.at_ms,
-                campaign: stored.campaign,
-                body: serde_json::from_str(stored.body.get())?,
-                prev_hash: stored.prev_hash,
-                hash: stored.hash,
-            });
-        }
-        Ok(out)
+        self.events_raw(from)?
+            .into_iter()
+            .map(|r| {
+                Ok(Event {
+                    seq: r.seq,
+                    at_ms: r.at_ms,
+                    campaign: r.campaign,
+                    body: serde_json::from_str(r.body.get())
+                        .map_err(|e| anyhow::anyhow!("unreadable event {}: {e}", r.seq))?,
+                    prev_hash: r.prev_hash,
+                    hash: r.hash,
+                })
+            })
+            .collect()
     }
 
     /// Events with `seq` in `from..`, in order, each with its body as the
