@@ -426,3 +426,21 @@ fn changing_a_running_campaigns_strategies_or_budget_is_a_request() {
     assert!(text(&o).contains("also changes knobs"), "{}", text(&o));
     assert!(requests(&p, false).is_empty());
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_a_listing_quietly() {
+    // `reagent policy show | head -1`: the reader closes the pipe before
+    // reagent writes; reagent ends by SIGPIPE like other tools, no panic.
+    use std::os::unix::process::ExitStatusExt as _;
+    let p = Project::new(small);
+    let mut child = p
+        .command(&["policy", "show"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(!text(&o).contains("panicked"), "{}", text(&o));
+    assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "{:?}", o.status);
+}

@@ -174,6 +174,25 @@ pub enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that only print end quietly when the reader goes away
+    // (`reagent trials 1 | head`), as Unix tools do. Commands that talk over
+    // the wake socket keep Rust's default (a closed socket is an error).
+    if matches!(
+        cli.command,
+        Command::Status { .. }
+            | Command::Trials { .. }
+            | Command::Report { .. }
+            | Command::Approvals { .. }
+            | Command::Audit(_)
+            | Command::Policy(_)
+    ) {
+        // SAFETY: restoring the default disposition of SIGPIPE before any
+        // thread is started; no other precondition.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let ws = || Workspace::find(cli.workspace.as_deref());
     let result = match cli.command {
         Command::Init { ref dir } => campaign::init(dir.clone().or_else(|| cli.workspace.clone())),
