@@ -196,6 +196,9 @@ struct StrategiesFile {
     limits: Option<Spanned<Limits>>,
     #[serde(default)]
     grants: Option<Grants>,
+    /// Salt for the strategies' randomness (default 0).
+    #[serde(default)]
+    seed: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -312,6 +315,10 @@ pub struct StrategiesConfig {
     pub debugger: StrategySource,
     pub limits: Limits,
     pub grants: Grants,
+    /// Mixed into every call's `ctx.seed`: two campaigns that differ only
+    /// in it explore differently (benchmark replicates, restarts).
+    #[serde(default)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1069,6 +1076,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Campaign, ConfigErro
         debugger: source(&raw.strategies.debugger, "builtin:runbook")?,
         limits,
         grants: raw.strategies.grants.unwrap_or_default(),
+        seed: raw.strategies.seed,
     };
 
     if let Some(a) = &raw.policy.auto_approve_cpu_hours {

@@ -332,11 +332,8 @@ impl View {
         }
     }
 
-    /// (summary, effect, promising) for one hypothesis.
-    pub fn judge(&self, h: &HypothesisRow) -> (Option<Summary>, Option<f64>, bool) {
-        self.judge_with(&self.judging(), h)
-    }
-
+    /// (summary, effect, promising) for one hypothesis, given `judging()`
+    /// (compute it once for many hypotheses: it is a pass over all trials).
     pub fn judge_with(
         &self,
         j: &Judging,
@@ -1088,7 +1085,11 @@ impl<'a> Engine<'a> {
                 n: s.n,
             }),
             noise: view.sigma(),
-            seed: mix(view.row.id, u64::from(round) << 8 | stage as u64),
+            // The campaign's salt is 0 unless its file sets [strategies] seed.
+            seed: mix(
+                view.row.id ^ spec.strategies.seed.wrapping_mul(0x9E37_79B9),
+                u64::from(round) << 8 | stage as u64,
+            ),
             round,
             trials_done: view
                 .trials
