@@ -10,53 +10,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-const REAGENT: &str = env!("CARGO_BIN_EXE_reagent");
+mod common;
 
-fn children_cpu() -> f64 {
-    // SAFETY: getrusage fills the zeroed struct; no other precondition.
-    #[allow(unsafe_code)]
-    let u = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
-        u
-    };
-    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    s(u.ru_utime) + s(u.ru_stime)
-}
-
-/// A no-op job: reports its knob as the loss and exits.
-const NOOP: &str = r#"echo "{\"loss\": $REAGENT_KNOB_X}" > "$REAGENT_METRICS""#;
+use common::{NOOP, REAGENT};
 
 fn campaign(dir: &Path, trials: u32, parallel: u32, command: &str, time_limit: &str) {
-    // Braces in a command template are placeholders; `{{`/`}}` are literal.
-    let command = command.replace('{', "{{").replace('}', "}}");
-    let toml = format!(
-        r#"[campaign]
-name = "bench"
-[objective]
-metric = "loss"
-direction = "minimize"
-[job]
-command = ["sh", "-c", {command:?}]
-time_limit = "{time_limit}"
-[knobs]
-x = {{ kind = "float", low = 0.0, high = 1.0, baseline = 0.5 }}
-y = {{ kind = "int", low = 0, high = 9, baseline = 5 }}
-[budget]
-cpu_hours = 1000.0
-max_trials = {trials}
-max_parallel = {parallel}
-baseline_replicates = 3
-confirm_replicates = 2
-"#
-    );
-    std::fs::write(dir.join("campaign.toml"), toml).unwrap();
-    let o = Command::new(REAGENT)
-        .arg("init")
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    common::noop_campaign(dir, u64::from(trials), parallel, command, time_limit);
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {
@@ -73,16 +32,7 @@ fn main() {
     // 1. Host CPU per trial.
     let dir = tempfile::tempdir().unwrap();
     campaign(dir.path(), trials, 4, NOOP, "60s");
-    let before = children_cpu();
-    let start = Instant::now();
-    let o = Command::new(REAGENT)
-        .args(["run", "campaign.toml", "--yes"])
-        .current_dir(dir.path())
-        .env("REAGENT_RUSAGE", "1")
-        .output()
-        .unwrap();
-    let wall = start.elapsed();
-    let everything = children_cpu() - before;
+    let (o, wall, everything) = common::run_campaign(dir.path());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stderr = String::from_utf8_lossy(&o.stderr);
     let line = stderr
@@ -98,17 +48,7 @@ fn main() {
     let launched = std::fs::read_dir(&jobs_dir).unwrap().count();
 
     // The jobs alone, run directly, to subtract their own cost.
-    let before = children_cpu();
-    for _ in 0..launched {
-        let o = Command::new("sh")
-            .args(["-c", NOOP])
-            .env("REAGENT_KNOB_X", "0.5")
-            .env("REAGENT_METRICS", "/dev/null")
-            .output()
-            .unwrap();
-        assert!(o.status.success());
-    }
-    let jobs_alone = children_cpu() - before;
+    let jobs_alone = common::noop_jobs_cpu(launched as u64);
     let helpers = (everything - host - jobs_alone).max(0.0);
 
     // 2. Wake latency: status.json written (job exit) → next spec.json.

@@ -31,7 +31,9 @@ use reagent::campaign::config::{self, Campaign};
 use reagent::strategy::{KnobKind, Value, render_value, value_json};
 use serde_json::{Value as Json, json};
 
-const REAGENT: &str = env!("CARGO_BIN_EXE_reagent");
+mod common;
+
+use common::{NOOP, REAGENT};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -596,50 +598,8 @@ fn search(results: &mut serde_json::Map<String, Json>) {
 
 // ------------------------------------------------------- host's own costs
 
-const NOOP: &str = r#"echo "{\"loss\": $REAGENT_KNOB_X}" > "$REAGENT_METRICS""#;
-
 fn noop_campaign(dir: &Path, trials: u64, parallel: u32, command: &str) -> PathBuf {
-    let command = command.replace('{', "{{").replace('}', "}}");
-    let toml = format!(
-        r#"[campaign]
-name = "noop"
-[objective]
-metric = "loss"
-direction = "minimize"
-[job]
-command = ["sh", "-c", {command:?}]
-time_limit = "60s"
-[knobs]
-x = {{ kind = "float", low = 0.0, high = 1.0, baseline = 0.5 }}
-[budget]
-cpu_hours = 100000.0
-max_trials = {trials}
-max_parallel = {parallel}
-"#
-    );
-    let file = dir.join("campaign.toml");
-    std::fs::write(&file, toml).unwrap();
-    check(
-        &Command::new(REAGENT)
-            .arg("init")
-            .current_dir(dir)
-            .output()
-            .unwrap(),
-        "init",
-    );
-    file
-}
-
-fn children_cpu() -> f64 {
-    // SAFETY: getrusage fills the zeroed struct.
-    #[allow(unsafe_code)]
-    let u = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
-        u
-    };
-    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    s(u.ru_utime) + s(u.ru_stime)
+    common::noop_campaign(dir, trials, parallel, command, "60s")
 }
 
 fn overhead(results: &mut serde_json::Map<String, Json>) {
@@ -647,32 +607,14 @@ fn overhead(results: &mut serde_json::Map<String, Json>) {
     println!("\n== orchestration overhead: {n} no-op trials, one at a time ==");
     let dir = tempfile::tempdir().unwrap();
     noop_campaign(dir.path(), n, 1, NOOP);
-    let before = children_cpu();
-    let start = Instant::now();
-    let o = Command::new(REAGENT)
-        .args(["run", "campaign.toml", "--yes"])
-        .current_dir(dir.path())
-        .env("REAGENT_RUSAGE", "1")
-        .output()
-        .unwrap();
-    let wall = start.elapsed().as_secs_f64();
-    let everything = children_cpu() - before;
+    let (o, wall, everything) = common::run_campaign(dir.path());
+    let wall = wall.as_secs_f64();
     check(&o, "reagent run (no-op)");
     let launched = std::fs::read_dir(dir.path().join(".reagent/jobs"))
         .unwrap()
         .count() as f64;
     // The no-op jobs alone, to subtract.
-    let before = children_cpu();
-    for _ in 0..launched as u64 {
-        let o = Command::new("sh")
-            .args(["-c", NOOP])
-            .env("REAGENT_KNOB_X", "0.5")
-            .env("REAGENT_METRICS", "/dev/null")
-            .output()
-            .unwrap();
-        assert!(o.status.success());
-    }
-    let jobs = children_cpu() - before;
+    let jobs = common::noop_jobs_cpu(launched as u64);
     let reagent_cpu = (everything - jobs).max(0.0);
 
     let out = dir.path().join("optuna-overhead.json");
