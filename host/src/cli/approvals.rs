@@ -346,15 +346,24 @@ pub fn amend(
             file.display()
         );
     }
+    // Both kinds of change are the operator's requests, with the
+    // campaign's expiry.
+    let operator_request = |kind, summary, payload| governance::NewRequest {
+        campaign: id,
+        kind,
+        requested_by: Identity::current().name(),
+        summary,
+        payload,
+        hypothesis: None,
+        expires_after_ms: row.spec.policy.approval_expiry.as_millis() as u64,
+    };
     let mut requests = Vec::new();
     if new.strategies != row.spec.strategies {
         crate::cli::campaign::inspect_strategies(&new.strategies, &sandbox)?;
         let s = &new.strategies;
-        requests.push(governance::NewRequest {
-            campaign: id,
-            kind: ApprovalKind::StrategyChange,
-            requested_by: Identity::current().name(),
-            summary: format!(
+        requests.push(operator_request(
+            ApprovalKind::StrategyChange,
+            format!(
                 "strategies: generator {}, debugger {}, grants [{}] (were {}, {}, [{}])",
                 s.generator,
                 s.debugger,
@@ -363,35 +372,29 @@ pub fn amend(
                 row.spec.strategies.debugger,
                 row.spec.strategies.grants.names().join(", ")
             ),
-            payload: serde_json::json!({ "strategies": s }),
-            hypothesis: None,
-            expires_after_ms: row.spec.policy.approval_expiry.as_millis() as u64,
-        });
+            serde_json::json!({ "strategies": s }),
+        ));
     }
     // The file's budget is the plan's; approved increases stay on top.
     let more_cpu = b_new.cpu_hours - row.spec.budget.cpu_hours;
     let more_gpu = b_new.gpu_hours - row.spec.budget.gpu_hours;
     let more_trials = b_new.max_trials - row.spec.budget.max_trials;
     if more_cpu > 0.0 || more_gpu > 0.0 || more_trials > 0 {
-        requests.push(governance::NewRequest {
-            campaign: id,
-            kind: ApprovalKind::BudgetIncrease,
-            requested_by: Identity::current().name(),
-            summary: format!(
+        requests.push(operator_request(
+            ApprovalKind::BudgetIncrease,
+            format!(
                 "+{more_cpu} CPU-h, +{more_gpu} GPU-h, +{more_trials} trials (to {} CPU-h, {} GPU-h, {} trials)",
                 b_old.cpu_hours + more_cpu,
                 b_old.gpu_hours + more_gpu,
                 b_old.max_trials + more_trials
             ),
-            payload: serde_json::json!({
+            serde_json::json!({
                 "cpu_hours": more_cpu,
                 "gpu_hours": more_gpu,
                 "max_trials": more_trials,
                 "reason": format!("amended from {}", file.display()),
             }),
-            hypothesis: None,
-            expires_after_ms: row.spec.policy.approval_expiry.as_millis() as u64,
-        });
+        ));
     }
     if requests.is_empty() {
         println!(

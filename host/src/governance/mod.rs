@@ -10,10 +10,10 @@
 //! branch a pending request holds back (one hypothesis, or the confirmation).
 //!
 //! Who decides: [`Identity`]. The CLI acts as the OS user; the agent (the
-//! engine and the jobs it launches) can never approve — a request is never
-//! decided by its requester, and the identity `agent` is refused outright.
-//! `policy.rs` evaluates the workspace's Cedar policy for automatic
-//! approval and for which humans may approve what.
+//! engine and the jobs it launches) can never approve: the identity `agent`
+//! is refused outright. `policy.rs` evaluates the workspace's Cedar policy
+//! for automatic approval and for which humans may approve what (including
+//! whether a human who asked, via `reagent amend`, may also approve).
 
 pub mod policy;
 
