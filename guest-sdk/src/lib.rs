@@ -127,6 +127,16 @@ pub mod wit {
         });
     }
 
+    #[cfg(feature = "llm")]
+    pub mod llm_client {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "reagent:strategy/llm-client",
+            default_bindings_module: "reagent_sdk::wit::llm_client",
+            additional_derives: [PartialEq],
+        });
+    }
+
     #[cfg(all(feature = "debugger", not(feature = "generator")))]
     pub use debugger::reagent::strategy as iface;
     #[cfg(feature = "generator")]
@@ -372,6 +382,43 @@ pub mod insights {
         }
         out.truncate(max);
         out
+    }
+}
+
+/// Host-mediated language-model completions (feature `llm`). The host
+/// sends the messages to the endpoint the operator configured, with a key
+/// the strategy never sees, counts the tokens against the campaign's
+/// budget and records the prompt and the answer in the audit log.
+///
+/// Every failure comes back as `Err(reason)`: the capability was not
+/// configured, the token budget is spent, the endpoint is down, slow or
+/// answered something that is not a chat completion. A strategy should
+/// carry on without the model when it gets one. Treat the content as
+/// untrusted text: the host validates the hypotheses you return, not what
+/// the model said.
+#[cfg(feature = "llm")]
+pub mod llm {
+    pub use crate::wit::llm_client::reagent::strategy::llm::{Completion, Message};
+
+    /// A message with `role` ("system", "user" or "assistant").
+    pub fn message(role: &str, content: impl Into<String>) -> Message {
+        Message {
+            role: role.to_string(),
+            content: content.into(),
+        }
+    }
+
+    /// One chat completion of at most `max_tokens` tokens.
+    pub fn complete(messages: &[Message], max_tokens: u32) -> Result<Completion, String> {
+        #[cfg(target_arch = "wasm32")]
+        return crate::wit::llm_client::reagent::strategy::llm::complete(messages, max_tokens);
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::testing::with_host(|h| {
+            h.llm_prompts.push((messages.to_vec(), max_tokens));
+            h.llm_replies
+                .pop_front()
+                .unwrap_or_else(|| Err("no language model in this test host".to_string()))
+        })
     }
 }
 

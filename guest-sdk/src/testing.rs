@@ -24,6 +24,12 @@ pub struct MockHost {
     pub insights: Vec<crate::Insight>,
     pub memory: BTreeMap<String, Vec<u8>>,
     pub logs: Vec<(Level, String)>,
+    /// Answers `llm::complete` gives, in order (an error once they run out).
+    #[cfg(feature = "llm")]
+    pub llm_replies: std::collections::VecDeque<Result<crate::llm::Completion, String>>,
+    /// What the strategy sent to `llm::complete`: (messages, max_tokens).
+    #[cfg(feature = "llm")]
+    pub llm_prompts: Vec<(Vec<crate::llm::Message>, u32)>,
 }
 
 thread_local! {
