@@ -30,6 +30,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("tests/guests", "imports-unknown", "generator"),
     ("tests/guests", "wall-clock", "generator"),
     ("tests/guests", "other-world", "none"),
+    ("tests/guests", "llm-echo", "generator-llm"),
 ];
 
 fn main() {

@@ -8,6 +8,7 @@ pub mod capabilities;
 pub mod cli;
 pub mod governance;
 pub mod jobs;
+pub mod llm;
 pub mod sandbox;
 pub mod store;
 pub mod strategy;

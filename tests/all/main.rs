@@ -3,12 +3,14 @@
 mod audit;
 mod builtins;
 mod campaign;
+mod chat_server;
 mod cli;
 mod crash;
 mod demo;
 mod governance;
 mod governance_model;
 mod hostile;
+mod llm;
 mod recording;
 mod slurm;
 mod support;

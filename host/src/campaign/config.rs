@@ -50,6 +50,26 @@ struct CampaignFile {
     strategies: StrategiesFile,
     #[serde(default)]
     policy: PolicyFile,
+    #[serde(default)]
+    llm: Option<Spanned<LlmFile>>,
+}
+
+/// `[llm]`: the language-model endpoint a granted strategy may use.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LlmFile {
+    url: String,
+    model: String,
+    #[serde(default)]
+    api_key_env: Option<String>,
+    #[serde(default)]
+    token_budget: Option<u64>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    max_calls: Option<u32>,
+    #[serde(default)]
+    timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,7 +215,7 @@ struct StrategiesFile {
     #[serde(default)]
     limits: Option<Spanned<Limits>>,
     #[serde(default)]
-    grants: Option<Grants>,
+    grants: Option<Spanned<Grants>>,
     /// Salt for the strategies' randomness (default 0).
     #[serde(default)]
     seed: u64,
@@ -343,6 +363,11 @@ pub struct Campaign {
     pub budget: Budget,
     pub strategies: StrategiesConfig,
     pub policy: Policy,
+    /// The language-model endpoint, when the file has `[llm]`. Absent from
+    /// the serialised spec when unset, so plans approved before `[llm]`
+    /// existed keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<crate::llm::LlmConfig>,
 }
 
 impl Campaign {
@@ -360,7 +385,7 @@ impl Campaign {
     }
 }
 
-mod duration_secs {
+pub(crate) mod duration_secs {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -1075,7 +1100,12 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Campaign, ConfigErro
         generator: source(&raw.strategies.generator, "builtin:three-phase")?,
         debugger: source(&raw.strategies.debugger, "builtin:runbook")?,
         limits,
-        grants: raw.strategies.grants.unwrap_or_default(),
+        grants: raw
+            .strategies
+            .grants
+            .as_ref()
+            .map(|g| *g.get_ref())
+            .unwrap_or_default(),
         seed: raw.strategies.seed,
     };
 
@@ -1093,6 +1123,41 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Campaign, ConfigErro
         },
         ask_for_budget: raw.policy.ask_for_budget,
     };
+    let llm = match &raw.llm {
+        None => None,
+        Some(l) => {
+            let f = l.get_ref();
+            let timeout = match &f.timeout {
+                Some(t) => {
+                    parse_duration(t).map_err(|m| loc.at(l.span(), format!("llm.timeout: {m}")))?
+                }
+                None => crate::llm::DEFAULT_TIMEOUT,
+            };
+            let config = crate::llm::LlmConfig {
+                url: f.url.clone(),
+                model: f.model.clone(),
+                api_key_env: f.api_key_env.clone(),
+                token_budget: f.token_budget.unwrap_or(crate::llm::DEFAULT_TOKEN_BUDGET),
+                max_tokens: f.max_tokens.unwrap_or(crate::llm::DEFAULT_MAX_TOKENS),
+                max_calls: f.max_calls.unwrap_or(crate::llm::DEFAULT_MAX_CALLS),
+                timeout,
+            };
+            config.check().map_err(|m| loc.at(l.span(), m))?;
+            Some(config)
+        }
+    };
+    if strategies.grants.llm && llm.is_none() {
+        let span = raw
+            .strategies
+            .grants
+            .as_ref()
+            .map(|g| g.span())
+            .unwrap_or(0..0);
+        return Err(loc.at(
+            span,
+            "[strategies] grants llm, but the file has no [llm] section; add one with the endpoint, e.g.\n  [llm]\n  url = \"https://api.openai.com/v1/chat/completions\"\n  model = \"gpt-4o-mini\"\n  api_key_env = \"OPENAI_API_KEY\"\n  token_budget = 100000",
+        ));
+    }
     Ok(Campaign {
         name,
         description: raw.campaign.description,
@@ -1128,6 +1193,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Campaign, ConfigErro
         },
         strategies,
         policy,
+        llm,
     })
 }
 

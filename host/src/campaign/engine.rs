@@ -8,6 +8,7 @@
 //! submitted, so a crash at any point is reconciled by key on the next pass.
 
 mod guardrails;
+mod llm;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -1100,6 +1101,31 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Counts the call's language-model tokens and tells the operator.
+    fn note_llm(&mut self, view: &mut View, record: &CallRecord) {
+        let used = llm::usage(record);
+        if used.calls == 0 {
+            return;
+        }
+        view.row.llm_tokens += used.tokens;
+        let budget = view.row.spec.llm.as_ref().map_or(0, |l| l.token_budget);
+        let mut text = format!(
+            "language model: {} call{}, {} tokens ({} of {budget} used)",
+            used.calls,
+            if used.calls == 1 { "" } else { "s" },
+            used.tokens,
+            view.row.llm_tokens
+        );
+        for e in &used.errors {
+            text.push_str(&format!("; unavailable: {e}"));
+        }
+        if !used.errors.is_empty() {
+            text.push_str(" (the generator went on without it)");
+        }
+        let campaign = view.row.id;
+        self.say(Progress::Note { campaign, text });
+    }
+
     /// Records a strategy call (event + full record) and its memory.
     fn record_call(
         &self,
@@ -1121,6 +1147,7 @@ impl<'a> Engine<'a> {
                 fuel: record.usage.fuel,
                 record: true,
                 record_sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+                llm_tokens: llm::usage(record).tokens,
             },
         )?;
         tx.put_call_bytes(seq, &bytes)?;
@@ -1145,7 +1172,11 @@ impl<'a> Engine<'a> {
         };
         let round = view.row.generator_calls;
         let ctx = self.context(view, stage, round, view.left(stage));
-        let data = Arc::new(view.strategy_data());
+        let data = Arc::new(llm::CampaignData::new(
+            view.strategy_data(),
+            &spec,
+            view.row.llm_tokens,
+        ));
         let memory = self.store.memory(id, "generator")?;
         let (record, memory) = self.sandbox.call(
             &generator,
@@ -1155,6 +1186,7 @@ impl<'a> Engine<'a> {
             &spec.strategies.limits,
         );
         view.row.generator_calls += 1;
+        self.note_llm(view, &record);
         let proposed = match &record.outcome {
             Ok(CallOutput::Hypotheses(h)) => Some(h.clone()),
             _ => None,

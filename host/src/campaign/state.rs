@@ -142,6 +142,9 @@ pub struct CampaignRow {
     pub note: Option<String>,
     /// The hypothesis chosen for confirmation.
     pub winner: Option<u64>,
+    /// Language-model tokens used so far (prompt + completion).
+    #[serde(default)]
+    pub llm_tokens: u64,
 }
 
 impl CampaignRow {
@@ -331,6 +334,10 @@ pub enum EventBody {
         /// the chain through this hash.
         #[serde(default, skip_serializing_if = "String::is_empty")]
         record_sha256: String,
+        /// Language-model tokens the call used (its transcript has each
+        /// prompt and answer).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        llm_tokens: u64,
     },
     HypothesisAdded {
         id: u64,
@@ -382,4 +389,8 @@ pub enum EventBody {
         state: CampaignState,
         summary: String,
     },
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

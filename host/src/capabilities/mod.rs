@@ -5,8 +5,9 @@
 //! answers from the recorded transcript).
 //!
 //! A security reviewer audits one file per capability:
-//! `log.rs`, `history.rs`, `insights.rs`, `memory.rs`, `llm.rs` (declared,
-//! not linked), and `wasi.rs` (the empty virtual WASI).
+//! `log.rs`, `history.rs`, `insights.rs`, `memory.rs`, `llm.rs` (the
+//! language-model gateway, answered only under the `llm` grant), and
+//! `wasi.rs` (the empty virtual WASI).
 
 pub mod history;
 pub mod insights;
@@ -17,6 +18,7 @@ pub mod wasi;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -52,6 +54,11 @@ pub struct CallState {
     /// The limit a capability enforced by trapping, so the sandbox can
     /// report it as a typed error rather than a generic trap.
     pub(crate) fault: Option<CallError>,
+    /// Whether the operator granted `llm` (otherwise it answers an error).
+    pub(crate) llm_granted: bool,
+    /// Time spent waiting on the language-model endpoint; not charged to
+    /// the call's wall-clock deadline.
+    pub(crate) waited: Duration,
 }
 
 impl CallState {
@@ -73,6 +80,8 @@ impl CallState {
             log: StrategyLog::default(),
             log_bytes: 0,
             fault: None,
+            llm_granted: false,
+            waited: Duration::ZERO,
         }
     }
 

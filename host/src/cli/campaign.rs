@@ -218,6 +218,28 @@ fn preflight(spec: &Campaign, sandbox: &Sandbox) -> anyhow::Result<Vec<String>> 
             l.max_output_bytes >> 10
         ));
     }
+    match (&spec.llm, spec.strategies.grants.llm) {
+        (Some(l), true) => {
+            let key = match &l.api_key_env {
+                None => "no API key".to_string(),
+                Some(var) if std::env::var_os(var).is_some_and(|v| !v.is_empty()) => {
+                    format!("API key from ${var} (set; never shown to strategies)")
+                }
+                Some(var) => format!(
+                    "API key from ${var} — NOT SET in this shell: calls will fail until the driver runs with it"
+                ),
+            };
+            lines.push(format!(
+                "llm       {} at {}: {key}; ≤ {} tokens for the campaign, ≤ {} per answer, ≤ {} calls per proposal, {:?} timeout; every prompt and answer is recorded",
+                l.model, l.url, l.token_budget, l.max_tokens, l.max_calls, l.timeout
+            ));
+        }
+        (Some(l), false) => lines.push(format!(
+            "llm       {} at {} is configured but not granted: strategies get no language model",
+            l.model, l.url
+        )),
+        (None, _) => {}
+    }
     let program = &spec.job.command[0];
     let found = if program.contains('/') {
         let p = spec.job.workdir.join(program);
@@ -627,6 +649,9 @@ fn status_json(store: &Store, c: &CampaignRow) -> anyhow::Result<serde_json::Val
         "spent": {"cpu_hours": c.ledger.spent_cpu, "gpu_hours": c.ledger.spent_gpu},
         "reserved": {"cpu_hours": c.ledger.reserved_cpu, "gpu_hours": c.ledger.reserved_gpu},
         "budget": {"cpu_hours": c.budget().cpu_hours, "gpu_hours": c.budget().gpu_hours, "max_trials": c.budget().max_trials},
+        "llm": c.spec.llm.as_ref().filter(|_| c.spec.strategies.grants.llm).map(|l| serde_json::json!({
+            "model": l.model, "url": l.url, "tokens_used": c.llm_tokens, "token_budget": l.token_budget,
+        })),
         "note": c.note,
         "pending_approvals": store
             .approvals_of(c.id)?
@@ -683,6 +708,14 @@ pub fn status(ws: &Workspace, id: Option<u64>, json: bool) -> anyhow::Result<Exi
                 best["hypothesis"],
                 best["mean"].as_f64().unwrap_or(f64::NAN),
                 best["improvement"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+        if let Some(l) = v["llm"].as_object() {
+            println!(
+                "     language model {}: {} of {} tokens used",
+                l["model"].as_str().unwrap_or(""),
+                l["tokens_used"],
+                l["token_budget"]
             );
         }
         if let Some(n) = v["note"].as_str() {

@@ -249,6 +249,7 @@ pub fn register(
         paused: false,
         note: None,
         winner: None,
+        llm_tokens: 0,
     };
     tx.append(
         Some(id),

@@ -207,6 +207,11 @@ impl Sandbox {
             |s| s,
         )
         .map_err(|e| anyhow::anyhow!("linking the generator world: {e}"))?;
+        bindings::llm::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut generator_linker,
+            |s| s,
+        )
+        .map_err(|e| anyhow::anyhow!("linking the llm import: {e}"))?;
 
         let mut debugger_linker = Linker::new(&engine);
         capabilities::wasi::add_to_linker(&mut debugger_linker)
@@ -487,13 +492,26 @@ impl Sandbox {
         let stderr = capabilities::wasi::CappedPipe::new(limits.max_stdio_bytes as usize);
         let wasi =
             capabilities::wasi::context(input.context().seed, stdout.clone(), stderr.clone());
-        let state = CallState::new(wasi, limits.clone(), answers, memory);
+        let mut state = CallState::new(wasi, limits.clone(), answers, memory);
+        state.llm_granted = strategy.grants.llm;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         let fuel_set = store.set_fuel(limits.fuel).is_ok();
         let ticks = limits.deadline_ms.div_ceil(TICK.as_millis() as u64).max(1) + 1;
         store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        // The deadline is for the strategy's own time: time the host spent
+        // waiting on the language-model endpoint is given back.
+        let deadline = Duration::from_millis(limits.deadline_ms);
+        store.epoch_deadline_callback(move |ctx| {
+            let own = started.elapsed().saturating_sub(ctx.data().waited);
+            if own >= deadline {
+                return Ok(wasmtime::UpdateDeadline::Interrupt);
+            }
+            let left = (deadline - own).as_millis() as u64;
+            Ok(wasmtime::UpdateDeadline::Continue(
+                left.div_ceil(TICK.as_millis() as u64).max(1),
+            ))
+        });
 
         let raw: Result<CallOutput, wasmtime::Error> = {
             let _active = self.ticker.active();

@@ -75,9 +75,10 @@ pub fn refusals(world: World, grants: &Grants, imports: &[String]) -> Vec<Refusa
                 ("insights" | "memory", World::Generator) => Some(format!(
                     "the operator did not grant `{name}` to this strategy"
                 )),
-                ("llm", _) => Some(
-                    "the llm capability is not linked in this release and was not granted".into(),
-                ),
+                // Accepted without the grant: each call then answers an
+                // error and nothing leaves the host (capabilities/llm.rs).
+                ("llm", World::Generator) => None,
+                ("llm", World::Debugger) => Some("`llm` is not part of the debugger world".into()),
                 (_, World::Debugger) if matches!(name, "insights" | "memory") => {
                     Some(format!("`{name}` is not part of the debugger world"))
                 }
@@ -157,7 +158,6 @@ mod tests {
             "wasi:sockets/tcp@0.2.0",
             "evil:exfil/send@1.0.0",
             "reagent:strategy/memory@0.1.0",
-            "reagent:strategy/llm@0.1.0",
             "reagent:strategy/history@0.2.0",
         ]);
         let grants = Grants {
@@ -173,12 +173,22 @@ mod tests {
     }
 
     #[test]
-    fn a_debugger_may_not_import_memory() {
-        let imports = names(&["reagent:strategy/memory@0.1.0"]);
+    fn a_debugger_may_not_import_memory_or_llm() {
+        let imports = names(&[
+            "reagent:strategy/memory@0.1.0",
+            "reagent:strategy/llm@0.1.0",
+        ]);
         assert_eq!(
             refusals(World::Debugger, &Grants::default(), &imports).len(),
-            1
+            2
         );
+    }
+
+    #[test]
+    fn a_generator_may_import_llm_with_or_without_the_grant() {
+        // Without the grant every call answers an error (capabilities/llm.rs).
+        let imports = names(&["reagent:strategy/llm@0.1.0"]);
+        assert!(refusals(World::Generator, &Grants::default(), &imports).is_empty());
     }
 
     #[test]

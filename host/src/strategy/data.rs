@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    HypothesisPage, HypothesisSummary, Insight, InsightPage, InsightQuery, TrialPage, TrialSummary,
+    HypothesisPage, HypothesisSummary, Insight, InsightPage, InsightQuery, LlmCompletion,
+    LlmMessage, TrialPage, TrialSummary,
 };
 
 /// Read-only answers to the `history` and `insights` imports.
@@ -18,6 +19,15 @@ pub trait StrategyData: Send + Sync {
     fn hypotheses(&self, cursor: u64, limit: u32) -> HypothesisPage;
     fn curve(&self, trial: u64, metric: &str) -> Vec<(u32, f64)>;
     fn insights(&self, query: &InsightQuery, cursor: u64, limit: u32) -> InsightPage;
+    /// Answers the `llm` import for a strategy granted it. Only campaigns
+    /// with `[llm]` configured have a language model.
+    fn complete(
+        &self,
+        _messages: &[LlmMessage],
+        _max_tokens: u32,
+    ) -> Result<LlmCompletion, String> {
+        Err("no language model is configured here (a campaign needs an [llm] section and `grants = { llm = true }`)".into())
+    }
     /// Whether a knob value of the right kind but outside the approved
     /// space is a request for a human (in a campaign) rather than an
     /// invalid answer (everywhere else).

@@ -11,6 +11,7 @@ pub mod validate;
 
 pub use crate::sandbox::bindings::history::{HypothesisPage, TrialPage};
 pub use crate::sandbox::bindings::insights::{Insight, InsightPage, Query as InsightQuery};
+pub use crate::sandbox::bindings::llm::{Completion as LlmCompletion, Message as LlmMessage};
 pub use crate::sandbox::bindings::log::Level;
 pub use crate::sandbox::bindings::types::{
     Action, Assignment, Context, Diagnosis, Direction, Estimate, FailureClass, FailureReport,
