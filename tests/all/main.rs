@@ -9,6 +9,7 @@ mod demo;
 mod governance;
 mod governance_model;
 mod hostile;
+mod insights;
 mod recording;
 mod slurm;
 mod support;
