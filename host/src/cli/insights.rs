@@ -55,6 +55,7 @@ pub enum InsightsCommand {
     /// Write records as JSON lines (one record per line), to FILE or, with
     /// no FILE or `-`, to stdout. A file is written atomically.
     Export {
+        /// Where to write (default, or `-`: stdout).
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
         /// Only records from campaigns with this tag.
@@ -70,6 +71,7 @@ pub enum InsightsCommand {
     /// changes nothing. The import is appended to the audit log with the
     /// file's sha256.
     Import {
+        /// The JSON-lines file to read (`-`: stdin).
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// Check the file and count what would be imported; write nothing.
