@@ -596,3 +596,38 @@ fn a_cancelled_campaign_records_what_it_measured_before_it_ended() {
     );
     assert_eq!(events[at]["body"]["count"], recs.len() as u64);
 }
+
+#[test]
+fn a_change_that_failed_is_recorded_as_a_known_failure() {
+    // Trial 4 is the first single change (1–3 are the baseline).
+    let p = Project::new(|t| {
+        t.replace("max_trials = 24", "max_trials = 9").replace(
+            "resources = { cpus = 1 }",
+            "resources = { cpus = 1 }\nenv = { FAIL_T4 = \"crash\" }",
+        )
+    });
+    run_campaign(&p, "toy.toml");
+    let trials = p.json(&["trials", "1", "--json"]);
+    let t4 = trials
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == 4)
+        .unwrap()
+        .clone();
+    assert_eq!(t4["failure"], "program-error", "{t4}");
+    let failures = p.json(&["insights", "list", "--failures", "--json"]);
+    let failures = failures.as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{failures:#?}");
+    let f = &failures[0];
+    assert_eq!(change_map(f), t4["changes"], "{f}");
+    assert_eq!(f["failure"], "ProgramError", "{f}");
+    assert_eq!(
+        (f["trials"].as_u64(), f["failed"].as_u64()),
+        (Some(0), Some(1)),
+        "{f}"
+    );
+    assert!(f["effect"].is_null() && f["ci95_low"].is_null(), "{f}");
+    let table = text(&p.reagent(&["insights", "list", "--failures"]));
+    assert!(table.contains("program-error"), "{table}");
+}
