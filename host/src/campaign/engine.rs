@@ -708,8 +708,13 @@ impl<'a> Engine<'a> {
             return Ok(());
         }
         view.row.state = to;
+        // What the campaign learned is recorded with its end (halted or
+        // cancelled here; finished in `finish_campaign`).
+        let mut insights = Vec::new();
         if to.is_terminal() {
-            view.row.finished_ms = Some(now_ms());
+            let now = now_ms();
+            view.row.finished_ms = Some(now);
+            insights = crate::insights::derive(view, now);
         }
         let id = view.row.id;
         let reason = reason.to_string();
@@ -717,6 +722,7 @@ impl<'a> Engine<'a> {
             tx.append(Some(id), EventBody::StateChanged { from, to, reason })?;
             if to.is_terminal() {
                 self.close_requests(tx, id, &format!("the campaign is {}", to.name()))?;
+                crate::insights::record(tx, id, &view.row.spec.name, &insights)?;
             }
             Ok(())
         })
@@ -1022,7 +1028,9 @@ impl<'a> Engine<'a> {
         let summary = super::report::headline(view);
         let from = view.row.state;
         view.row.state = CampaignState::Finished;
-        view.row.finished_ms = Some(now_ms());
+        let now = now_ms();
+        view.row.finished_ms = Some(now);
+        let insights = crate::insights::derive(view, now);
         let s = summary.clone();
         self.commit(view, |tx| {
             tx.append(
@@ -1048,6 +1056,7 @@ impl<'a> Engine<'a> {
                 },
             )?;
             self.close_requests(tx, id, "the campaign finished")?;
+            crate::insights::record(tx, id, &view.row.spec.name, &insights)?;
             Ok(())
         })?;
         self.say(Progress::Done {
@@ -1172,11 +1181,12 @@ impl<'a> Engine<'a> {
         };
         let round = view.row.generator_calls;
         let ctx = self.context(view, stage, round, view.left(stage));
-        let data = Arc::new(llm::CampaignData::new(
-            view.strategy_data(),
-            &spec,
-            view.row.llm_tokens,
-        ));
+        let mut data = view.strategy_data();
+        if spec.strategies.grants.insights {
+            // Other campaigns' records that apply to this one.
+            data.insights = crate::insights::served(self.store, &spec, Some(id))?;
+        }
+        let data = Arc::new(llm::CampaignData::new(data, &spec, view.row.llm_tokens));
         let memory = self.store.memory(id, "generator")?;
         let (record, memory) = self.sandbox.call(
             &generator,

@@ -389,6 +389,27 @@ pub enum EventBody {
         state: CampaignState,
         summary: String,
     },
+    /// Insight records derived from an ending campaign's trials, written in
+    /// the transaction that ends it.
+    InsightsRecorded {
+        /// The campaign's name (the event carries its id).
+        campaign: String,
+        /// Records stored (a record already present is not counted).
+        count: u64,
+        /// sha256 of the stored records' JSON bytes, each followed by `\n`:
+        /// the chain covers the records through it.
+        sha256: String,
+    },
+    /// `reagent insights import`: records read from a file.
+    InsightsImported {
+        /// The file as named on the command line.
+        file: String,
+        /// sha256 of the file's bytes.
+        sha256: String,
+        imported: u64,
+        /// Records already present (same id).
+        skipped: u64,
+    },
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -563,7 +563,7 @@ fn export(
 
 /// Writes `bytes` to a temporary file next to `path`, syncs it and renames
 /// it into place, so `path` is never seen half-written.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(super) fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),

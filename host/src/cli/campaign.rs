@@ -388,8 +388,15 @@ pub fn plan(
     let spec = load_campaign_file(file)?;
     let sandbox = workspace::new_sandbox()?;
     let preflight_lines = preflight(&spec, &sandbox)?;
-    // Preview the validation slate: the same call the engine makes first.
-    let slate = preview_slate(&spec, &sandbox);
+    // Preview the validation slate: the same call the engine makes first,
+    // shown the same insight records.
+    let insights = if spec.strategies.grants.insights {
+        let store = ws.open_store(Duration::from_secs(30))?;
+        crate::insights::served(&store, &spec, None)?
+    } else {
+        Vec::new()
+    };
+    let slate = preview_slate(&spec, &sandbox, insights);
     let policy = ws.policy()?;
     let store = ws.open_store(Duration::from_secs(30))?;
     let by = Identity::current();
@@ -471,7 +478,11 @@ pub fn plan(
     Ok((id, row.state))
 }
 
-fn preview_slate(spec: &Campaign, sandbox: &Sandbox) -> Vec<String> {
+fn preview_slate(
+    spec: &Campaign,
+    sandbox: &Sandbox,
+    insights: Vec<crate::strategy::Insight>,
+) -> Vec<String> {
     let Ok(generator) = sandbox.load(&spec.strategies.generator, &spec.strategies.grants) else {
         return Vec::new();
     };
@@ -498,7 +509,10 @@ fn preview_slate(spec: &Campaign, sandbox: &Sandbox) -> Vec<String> {
             context: ctx,
             max: a.validate,
         },
-        std::sync::Arc::new(StaticData::default()),
+        std::sync::Arc::new(StaticData {
+            insights,
+            ..StaticData::default()
+        }),
         Default::default(),
         &spec.strategies.limits,
     );

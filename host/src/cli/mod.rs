@@ -11,6 +11,7 @@ pub mod approvals;
 pub mod audit;
 pub mod campaign;
 pub mod demo;
+pub mod insights;
 pub mod scaffold;
 pub mod strategy;
 
@@ -167,6 +168,12 @@ pub enum Command {
     /// Verify, show, export and replay the hash-chained event log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// What past campaigns learned: one record per change a campaign ran
+    /// (effect ± 95% CI, cost, failure class), written when it ends and
+    /// shown to later campaigns' generators; export and import them as JSON
+    /// lines to carry them between workspaces (docs/insights.md).
+    #[command(subcommand)]
+    Insights(insights::InsightsCommand),
     /// Internal: supervise one job (started by the local backend).
     #[command(name = "__supervise", hide = true)]
     Supervise { job_dir: PathBuf },
@@ -185,7 +192,8 @@ pub fn main() -> ExitCode {
             | Command::Approvals { .. }
             | Command::Audit(_)
             | Command::Policy(_)
-    ) {
+    ) || matches!(&cli.command, Command::Insights(c) if c.only_prints())
+    {
         // SAFETY: restoring the default disposition of SIGPIPE before any
         // thread is started; no other precondition.
         #[allow(unsafe_code)]
@@ -253,6 +261,7 @@ pub fn main() -> ExitCode {
         }
         Command::Strategy(cmd) => strategy::run(cmd),
         Command::Audit(cmd) => ws().and_then(|w| audit::run(&w, cmd)),
+        Command::Insights(cmd) => ws().and_then(|w| insights::run(&w, cmd)),
         Command::Supervise { ref job_dir } => {
             crate::jobs::local::supervise(job_dir).map(|()| ExitCode::SUCCESS)
         }

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::campaign::state::{CampaignRow, Event, EventBody, HypothesisRow, TrialRow};
 use crate::governance::ApprovalRow;
+use crate::insights::InsightRecord;
 use crate::strategy::data::MemoryStore;
 use crate::strategy::record::CallRecord;
 
@@ -30,6 +31,10 @@ const CURVES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("curves"
 const MEMORY: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("strategy_memory");
 const CALLS: TableDefinition<u64, &[u8]> = TableDefinition::new("strategy_calls");
 const APPROVALS: TableDefinition<u64, &[u8]> = TableDefinition::new("approvals");
+/// Insight records in the order they arrived (recorded or imported), so the
+/// newest are a cheap range; `insight_ids` maps a record's id to its place.
+const INSIGHTS: TableDefinition<u64, &[u8]> = TableDefinition::new("insights");
+const INSIGHT_IDS: TableDefinition<&str, u64> = TableDefinition::new("insight_ids");
 
 /// Why the store could not be opened or used.
 #[derive(Debug, thiserror::Error)]
@@ -398,6 +403,64 @@ impl Store {
             .collect())
     }
 
+    /// Every insight record, in the order they arrived.
+    pub fn insights(&self) -> anyhow::Result<Vec<InsightRecord>> {
+        self.all(INSIGHTS, "insight")
+    }
+
+    /// The `limit` most recently arrived insight records, newest first.
+    pub fn recent_insights(&self, limit: usize) -> anyhow::Result<Vec<InsightRecord>> {
+        let read = self.db.begin_read()?;
+        let t = match read.open_table(INSIGHTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for entry in t.iter()?.rev().take(limit) {
+            let (_, v) = entry?;
+            out.push(from_bytes(v.value(), "insight")?);
+        }
+        Ok(out)
+    }
+
+    /// Insight records whose id starts with `prefix`, in arrival order.
+    pub fn insights_by_prefix(&self, prefix: &str) -> anyhow::Result<Vec<InsightRecord>> {
+        let read = self.db.begin_read()?;
+        let ids = match read.open_table(INSIGHT_IDS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let records = read.open_table(INSIGHTS)?;
+        let mut places = Vec::new();
+        for entry in ids.range(prefix..)? {
+            let (k, v) = entry?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            places.push(v.value());
+        }
+        places.sort_unstable();
+        let mut out = Vec::new();
+        for place in places {
+            if let Some(v) = records.get(place)? {
+                out.push(from_bytes(v.value(), "insight")?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a record with this id is stored.
+    pub fn has_insight(&self, id: &str) -> anyhow::Result<bool> {
+        let read = self.db.begin_read()?;
+        match read.open_table(INSIGHT_IDS) {
+            Ok(t) => Ok(t.get(id)?.is_some()),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Test hook: the `n`th write from now fails before it commits, as if
     /// the process died there (0 turns it off). The model-based tests use
     /// it to crash the host between any two steps.
@@ -693,6 +756,20 @@ impl Tx {
         let mut t = self.txn.open_table(APPROVALS)?;
         t.insert(row.id, to_bytes(row)?.as_slice())?;
         Ok(())
+    }
+
+    /// Stores an insight record (its JSON bytes) under its id, unless a
+    /// record with that id is already stored. True when it was stored.
+    pub fn put_insight(&mut self, id: &str, bytes: &[u8]) -> anyhow::Result<bool> {
+        let mut ids = self.txn.open_table(INSIGHT_IDS)?;
+        if ids.get(id)?.is_some() {
+            return Ok(false);
+        }
+        let mut records = self.txn.open_table(INSIGHTS)?;
+        let place = records.last()?.map_or(1, |(k, _)| k.value() + 1);
+        records.insert(place, bytes)?;
+        ids.insert(id, place)?;
+        Ok(true)
     }
 
     /// An approval request as this transaction sees it.
