@@ -27,6 +27,8 @@ pub mod exploit;
 mod surrogate;
 pub mod validate;
 
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 #[cfg(test)]
 mod tests;
 
