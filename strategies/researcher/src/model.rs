@@ -307,9 +307,8 @@ fn value_of(knob: &KnobSpec, json: &Json) -> Result<Value, String> {
     let name = &knob.name;
     let wrong = |expected: &str| {
         Err(format!(
-            "knob `{name}` takes {expected} but got {} {}",
-            json.kind(),
-            shown(json)
+            "knob `{name}` takes {expected} but got {}",
+            described(json)
         ))
     };
     let value = match (&knob.kind, json) {
@@ -361,6 +360,16 @@ fn shown(json: &Json) -> String {
         Json::Number(x) => format!("{x}"),
         Json::Text(s) => format!("\"{}\"", clean(s, 40)),
         Json::Bool(b) => format!("{b}"),
+        other => other.kind().to_string(),
+    }
+}
+
+/// "the number 2.5", "the string \"yes\"", "a list".
+fn described(json: &Json) -> String {
+    match json {
+        Json::Number(_) => format!("the number {}", shown(json)),
+        Json::Text(_) => format!("the string {}", shown(json)),
+        Json::Bool(_) => format!("the boolean {}", shown(json)),
         other => other.kind().to_string(),
     }
 }

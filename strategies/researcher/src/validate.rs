@@ -18,6 +18,7 @@ use tactics::validate::{KnobSteps, deal, steps_for};
 
 use crate::evidence::{self, Evidence, Source};
 use crate::model::{self, Known};
+use crate::text::cut;
 
 pub fn propose(ctx: &Context, max: u32) -> Vec<Hypothesis> {
     let past = Past::load(ctx);
@@ -104,7 +105,26 @@ pub fn propose(ctx: &Context, max: u32) -> Vec<Hypothesis> {
         evidence.read,
         evidence.outside,
     ));
-    slate.items
+    let mut items = slate.items;
+    for h in &mut items {
+        fit(&mut h.title, MAX_TITLE_BYTES);
+        fit(&mut h.category, MAX_CATEGORY_BYTES);
+    }
+    items
+}
+
+/// The host refuses a whole answer over a title of more than 1024 bytes or
+/// a category of more than 128; knob names are the campaign's and could
+/// make ours that long.
+const MAX_TITLE_BYTES: usize = 512;
+const MAX_CATEGORY_BYTES: usize = 128;
+
+fn fit(text: &mut String, max: usize) {
+    if text.len() > max {
+        let kept = cut(text, max - '…'.len_utf8()).len();
+        text.truncate(kept);
+        text.push('…');
+    }
 }
 
 /// One knob's exploration plan.

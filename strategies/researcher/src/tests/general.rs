@@ -172,3 +172,38 @@ fn combine_and_exploit_are_three_phases() {
         assert!(logged.llm_prompts.is_empty(), "no model outside validate");
     }
 }
+
+#[test]
+fn long_knob_names_still_give_titles_and_categories_the_host_accepts() {
+    let name = |c: char| c.to_string().repeat(400);
+    let ctx = context(
+        Phase::Validate,
+        vec![
+            float(&name('a'), 0.0, 1.0, 0.5),
+            float(&name('b'), 0.0, 1.0, 0.5),
+            flag(&name('c'), false),
+        ],
+    );
+    let host = MockHost {
+        insights: vec![record(
+            &"campaign".repeat(100),
+            &[],
+            vec![
+                set(&name('a'), Value::Float(0.1)),
+                set(&name('b'), Value::Float(0.9)),
+                set(&name('c'), Value::Flag(true)),
+            ],
+            0.05,
+            (0.02, 0.08),
+        )],
+        ..Default::default()
+    };
+    let (out, host) = call(host, &ctx, 6);
+    assert_valid(&ctx, &host, &out, 6);
+    assert_eq!(out[0].assignments.len(), 3);
+    assert!(out[0].title.ends_with('…'));
+    assert!(
+        out.iter()
+            .all(|h| h.title.len() <= 512 && h.category.len() <= 128)
+    );
+}

@@ -206,9 +206,9 @@ fn each_suggestion_outside_the_knob_space_is_rejected_and_named() {
     let expected = [
         r#"1 ("momentum"): knob `momentum` does not exist (the knobs are: lr, dropout, layers, optimizer, use_bn)"#,
         r#"2 ("huge lr"): knob `lr` = 5 is outside [0.0001, 1]"#,
-        r#"3 ("half a layer"): knob `layers` takes a whole number but got a number 2.5"#,
-        r#"4 ("numbered optimizer"): knob `optimizer` takes one of its choices (a string) but got a number 3"#,
-        r#"5 ("yes bn"): knob `use_bn` takes true or false but got a string "yes""#,
+        r#"3 ("half a layer"): knob `layers` takes a whole number but got the number 2.5"#,
+        r#"4 ("numbered optimizer"): knob `optimizer` takes one of its choices (a string) but got the number 3"#,
+        r#"5 ("yes bn"): knob `use_bn` takes true or false but got the string "yes""#,
         r#"6 ("nan dropout"): knob `dropout` = NaN is not a finite number"#,
         r#"7 ("infinite lr"): knob `lr` = inf is not a finite number"#,
         r#"8 ("overflowing lr"): knob `lr` = inf is not a finite number"#,
