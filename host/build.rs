@@ -9,11 +9,14 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// (workspace dir relative to the repo root, package, world feature).
-/// Packages of one world are built in one cargo invocation; the two worlds
-/// are built separately so the SDK's features never unify across them.
+/// (workspace dir relative to the repo root, package, SDK feature set).
+/// Packages with the same feature set are built in one cargo invocation;
+/// different sets are built separately so the SDK's features never unify
+/// across them (`generator-llm`: the generator world plus the `llm`
+/// import, which must not leak into the other generators).
 const GUESTS: &[(&str, &str, &str)] = &[
     ("strategies", "three-phase", "generator"),
+    ("strategies", "researcher", "generator-llm"),
     ("strategies", "runbook", "debugger"),
     ("tests/guests", "echo-generator", "generator"),
     ("tests/guests", "echo-debugger", "debugger"),
@@ -76,7 +79,7 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     std::fs::write(out.join("guests.rs"), code).unwrap();
     // The built-ins are embedded with include_bytes! from OUT_DIR.
-    for builtin in ["three_phase", "runbook"] {
+    for builtin in ["three_phase", "researcher", "runbook"] {
         let file = format!("{builtin}.wasm");
         std::fs::copy(out_dir.join(&file), out.join(&file)).unwrap();
     }

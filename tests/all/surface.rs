@@ -3,7 +3,7 @@
 
 use reagent::sandbox::LoadError;
 use reagent::sandbox::test_guests as g;
-use reagent::strategy::{Grants, StrategySource};
+use reagent::strategy::{Grants, StrategySource, World};
 
 use crate::support::{guest, sandbox};
 
@@ -72,6 +72,35 @@ fn a_component_of_another_world_is_refused() {
         }
         other => panic!("expected refusal, got {other:?}"),
     }
+}
+
+#[test]
+fn only_the_researcher_imports_llm_and_it_is_refused_without_the_grant() {
+    let inspect = |name: &str| {
+        sandbox()
+            .inspect(&StrategySource::parse(name), &Grants::default())
+            .unwrap()
+    };
+    let llm = |import: &String| import.starts_with("reagent:strategy/llm@");
+    let three_phase = inspect("builtin:three-phase");
+    assert!(
+        !three_phase.imports.iter().any(llm),
+        "{:?}",
+        three_phase.imports
+    );
+    let researcher = inspect("builtin:researcher");
+    assert_eq!(researcher.world, Some(World::Generator));
+    assert!(
+        researcher.imports.iter().any(llm),
+        "{:?}",
+        researcher.imports
+    );
+    assert!(!researcher.accepted);
+    assert!(
+        researcher.refusals.iter().all(|r| llm(&r.import)),
+        "{:?}",
+        researcher.refusals
+    );
 }
 
 #[test]

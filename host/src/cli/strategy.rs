@@ -21,7 +21,7 @@ pub enum StrategyCommand {
     /// Show a strategy's world, exports, imports, size, sha256 and SDK
     /// version, and whether the host would accept it (exit 1 if not).
     Inspect {
-        /// A .wasm component file, or builtin:NAME (builtin:three-phase, builtin:runbook).
+        /// A .wasm component file, or builtin:NAME (builtin:three-phase, builtin:researcher, builtin:runbook).
         strategy: String,
         /// Print JSON instead of text.
         #[arg(long)]

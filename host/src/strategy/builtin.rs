@@ -16,6 +16,11 @@ pub const BUILTINS: &[Builtin] = &[
         wasm: include_bytes!(concat!(env!("OUT_DIR"), "/three_phase.wasm")),
     },
     Builtin {
+        name: "researcher",
+        summary: "generator: proposals led by past campaigns' insights (and a language model when granted, its answers checked), then three-phase",
+        wasm: include_bytes!(concat!(env!("OUT_DIR"), "/researcher.wasm")),
+    },
+    Builtin {
         name: "runbook",
         summary: "debugger: classifies OOM, divergence, time limits, infra errors; retries, shrinks, or excludes",
         wasm: include_bytes!(concat!(env!("OUT_DIR"), "/runbook.wasm")),

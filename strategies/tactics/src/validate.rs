@@ -20,11 +20,19 @@ use crate::common::{
 /// How many insight records to read per query.
 const INSIGHT_LIMIT: usize = 64;
 
-/// One candidate single change.
-struct Step {
-    value: Value,
-    /// Set when a past campaign saw this exact value help.
-    evidence: Option<String>,
+/// One candidate single change of one knob.
+pub struct Step {
+    pub value: Value,
+    /// Why this value, when there is evidence for it (appended to the
+    /// rationale), e.g. a past campaign where it helped.
+    pub evidence: Option<String>,
+}
+
+/// One knob's single changes, in the order to try them.
+pub struct KnobSteps {
+    /// Index into `ctx.knobs`.
+    pub knob: usize,
+    pub steps: Vec<Step>,
 }
 
 /// What past campaigns say about one knob.
@@ -42,54 +50,26 @@ pub fn propose(ctx: &Context, max: u32) -> Vec<Hypothesis> {
     let failures = known_failures(ctx);
 
     // Per knob: its steps in preference order, and its insight hint.
-    let mut plans: Vec<(usize, Option<Hint>, Vec<Step>)> = ctx
+    let mut plans: Vec<(Option<Hint>, KnobSteps)> = ctx
         .knobs
         .iter()
         .enumerate()
         .map(|(i, knob)| {
             let hint = hint_for(ctx, knob);
             let steps = order_by_hint(knob, steps_for(knob), hint.as_ref());
-            (i, hint, steps)
+            (hint, KnobSteps { knob: i, steps })
         })
         .collect();
     // Knobs with a positive record first, strongest first; stable otherwise.
     plans.sort_by(|a, b| {
-        let ea = a.1.as_ref().map_or(f64::NEG_INFINITY, |h| h.effect);
-        let eb = b.1.as_ref().map_or(f64::NEG_INFINITY, |h| h.effect);
-        eb.total_cmp(&ea).then(a.0.cmp(&b.0))
+        let ea = a.0.as_ref().map_or(f64::NEG_INFINITY, |h| h.effect);
+        let eb = b.0.as_ref().map_or(f64::NEG_INFINITY, |h| h.effect);
+        eb.total_cmp(&ea).then(a.1.knob.cmp(&b.1.knob))
     });
+    let hinted = plans.iter().filter(|p| p.0.is_some()).count();
+    let plans: Vec<KnobSteps> = plans.into_iter().map(|p| p.1).collect();
+    let knobs_covered = deal(ctx, &mut slate, &plans, &failures);
 
-    let base = baseline(ctx);
-    let depth = plans.iter().map(|p| p.2.len()).max().unwrap_or(0);
-    let mut demoted: Vec<(usize, &Step)> = Vec::new();
-    let mut knobs_covered = BTreeSet::new();
-    'tiers: for tier in 0..depth {
-        for (i, _, steps) in &plans {
-            if slate.is_full() {
-                break 'tiers;
-            }
-            let Some(step) = steps.get(tier) else {
-                continue;
-            };
-            let config = with_value(&base, *i, step.value.clone());
-            if failures.contains(&config_key(ctx, &config)) {
-                demoted.push((*i, step));
-            } else if offer(ctx, &mut slate, *i, step, &config, false) {
-                knobs_covered.insert(*i);
-            }
-        }
-    }
-    for (i, step) in demoted {
-        if slate.is_full() {
-            break;
-        }
-        let config = with_value(&base, i, step.value.clone());
-        if offer(ctx, &mut slate, i, step, &config, true) {
-            knobs_covered.insert(i);
-        }
-    }
-
-    let hinted = plans.iter().filter(|p| p.1.is_some()).count();
     reagent_sdk::log::info(&format!(
         "validate: proposed {} single changes over {} of {} knobs (max {max}, {} configurations in history, {hinted} knobs with positive insights)",
         slate.items.len(),
@@ -98,6 +78,50 @@ pub fn propose(ctx: &Context, max: u32) -> Vec<Hypothesis> {
         past.tried.len().saturating_sub(1),
     ));
     slate.items
+}
+
+/// Adds single changes to `slate` until it is full: the first step of every
+/// knob in `plans` order, then the second of every knob, and so on. Steps
+/// already on the slate or in history are skipped; steps whose change a
+/// past campaign recorded as a failure (`failures`, keys from
+/// [`known_failures`]) come after all the others, with a note. Returns the
+/// indices of the knobs that got a hypothesis.
+pub fn deal(
+    ctx: &Context,
+    slate: &mut Slate,
+    plans: &[KnobSteps],
+    failures: &BTreeSet<String>,
+) -> BTreeSet<usize> {
+    let base = baseline(ctx);
+    let depth = plans.iter().map(|p| p.steps.len()).max().unwrap_or(0);
+    let mut demoted: Vec<(usize, &Step)> = Vec::new();
+    let mut knobs_covered = BTreeSet::new();
+    'tiers: for tier in 0..depth {
+        for plan in plans {
+            if slate.is_full() {
+                break 'tiers;
+            }
+            let Some(step) = plan.steps.get(tier) else {
+                continue;
+            };
+            let config = with_value(&base, plan.knob, step.value.clone());
+            if failures.contains(&config_key(ctx, &config)) {
+                demoted.push((plan.knob, step));
+            } else if offer(ctx, slate, plan.knob, step, &config, false) {
+                knobs_covered.insert(plan.knob);
+            }
+        }
+    }
+    for (i, step) in demoted {
+        if slate.is_full() {
+            break;
+        }
+        let config = with_value(&base, i, step.value.clone());
+        if offer(ctx, slate, i, step, &config, true) {
+            knobs_covered.insert(i);
+        }
+    }
+    knobs_covered
 }
 
 fn with_value(base: &Config, i: usize, value: Value) -> Config {
@@ -151,7 +175,7 @@ fn offer(
 /// each direction, then a bigger step in each direction (factors of 3 and 9
 /// on log scales, a quarter and a half of the range on linear ones), or
 /// every other choice, nearest first, or the flipped flag.
-fn steps_for(knob: &KnobSpec) -> Vec<Step> {
+pub fn steps_for(knob: &KnobSpec) -> Vec<Step> {
     let raw: Vec<Value> = match &knob.kind {
         KnobKind::LogFloat(_) => {
             let b = knob.baseline.as_f64().unwrap_or(0.0);
@@ -212,7 +236,7 @@ fn steps_for(knob: &KnobSpec) -> Vec<Step> {
 /// How a numeric knob moves from its baseline to `value`, e.g. "×3",
 /// "÷3", "+0.2" or "−1" (after clamping, so it is always the real move).
 /// `None` for categorical knobs and flags.
-fn move_label(knob: &KnobSpec, value: &Value) -> Option<String> {
+pub fn move_label(knob: &KnobSpec, value: &Value) -> Option<String> {
     let (b, x) = (knob.baseline.as_f64()?, value.as_f64()?);
     match knob.kind {
         KnobKind::LogFloat(_) if b > 0.0 && x > 0.0 => Some(if x >= b {
@@ -317,7 +341,7 @@ fn order_by_hint(knob: &KnobSpec, mut steps: Vec<Step>, hint: Option<&Hint>) -> 
 }
 
 /// Keys of single or multiple changes that past campaigns recorded as failures.
-fn known_failures(ctx: &Context) -> BTreeSet<String> {
+pub fn known_failures(ctx: &Context) -> BTreeSet<String> {
     reagent_sdk::insights::find(&InsightQuery::KnownFailures, 4 * INSIGHT_LIMIT)
         .into_iter()
         .filter(|r| {

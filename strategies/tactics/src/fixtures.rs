@@ -1,17 +1,13 @@
-//! Native tests: fixtures shared by the per-phase tests and the simulation.
+//! Fixtures for native tests of generators built on this crate: knobs of
+//! every kind, a context, history rows, and the contract every answer must
+//! meet. Compiled for this crate's tests and, with the feature `fixtures`,
+//! for other crates' tests (`researcher` uses them).
 
-use reagent_sdk::testing::{MockHost, install, take};
+use reagent_sdk::testing::MockHost;
 use reagent_sdk::{
     Assignment, Context, Direction, Estimate, FloatRange, Hypothesis, HypothesisSummary, IntRange,
     KnobKind, KnobSpec, Level, Objective, Phase, TrialStatus, TrialSummary, Value,
 };
-
-use crate::ThreePhase;
-
-mod combine;
-mod exploit;
-mod simulation;
-mod validate;
 
 pub fn float(name: &str, low: f64, high: f64, baseline: f64) -> KnobSpec {
     KnobSpec {
@@ -134,13 +130,6 @@ pub fn trial(id: u64, h: &HypothesisSummary, objective: f64) -> TrialSummary {
         objective_stderr: None,
         failure: None,
     }
-}
-
-/// Runs one `propose` call against `host`; returns the answer and the host.
-pub fn call(host: MockHost, ctx: &Context, max: u32) -> (Vec<Hypothesis>, MockHost) {
-    install(host);
-    let out = <ThreePhase as reagent_sdk::Generator>::propose(ctx, max);
-    (out, take())
 }
 
 /// The common contract of every answer: within `max`, only changed knobs,
