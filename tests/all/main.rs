@@ -13,6 +13,7 @@ mod hostile;
 mod insights;
 mod llm;
 mod recording;
+mod researcher;
 mod slurm;
 mod support;
 mod surface;

@@ -75,37 +75,54 @@ fn a_component_of_another_world_is_refused() {
 }
 
 #[test]
-fn only_the_researcher_imports_llm_and_it_is_refused_without_the_grant() {
-    let inspect = |name: &str| {
+fn only_the_researcher_imports_llm_and_it_loads_with_or_without_the_grant() {
+    let inspect = |name: &str, grants: &Grants| {
         sandbox()
-            .inspect(&StrategySource::parse(name), &Grants::default())
+            .inspect(&StrategySource::parse(name), grants)
             .unwrap()
     };
     let llm = |import: &String| import.starts_with("reagent:strategy/llm@");
-    let three_phase = inspect("builtin:three-phase");
+    let three_phase = inspect("builtin:three-phase", &Grants::default());
     assert!(
         !three_phase.imports.iter().any(llm),
         "{:?}",
         three_phase.imports
     );
-    let researcher = inspect("builtin:researcher");
-    assert_eq!(researcher.world, Some(World::Generator));
-    assert!(
-        researcher.imports.iter().any(llm),
-        "{:?}",
-        researcher.imports
-    );
+    // Without the grant the import is linked but answers an error (see
+    // llm.rs::without_the_grant_the_import_answers_an_error_and_nothing_is_sent),
+    // so the researcher works without a language model.
+    for grants in [
+        Grants::default(),
+        Grants {
+            llm: true,
+            ..Grants::default()
+        },
+    ] {
+        let researcher = inspect("builtin:researcher", &grants);
+        assert_eq!(researcher.world, Some(World::Generator));
+        assert!(
+            researcher.imports.iter().any(llm),
+            "{:?}",
+            researcher.imports
+        );
+        assert!(researcher.accepted, "{:?}", researcher.refusals);
+    }
+    // Without `insights` it is refused: it reads them.
+    let no_insights = Grants {
+        insights: false,
+        ..Grants::default()
+    };
+    let researcher = inspect("builtin:researcher", &no_insights);
     assert!(!researcher.accepted);
-    assert!(
-        researcher.refusals.iter().all(|r| llm(&r.import)),
-        "{:?}",
-        researcher.refusals
-    );
 }
 
 #[test]
 fn the_builtins_import_only_the_strategy_surface_and_virtual_wasi() {
-    for name in ["builtin:three-phase", "builtin:runbook"] {
+    for name in [
+        "builtin:three-phase",
+        "builtin:runbook",
+        "builtin:researcher",
+    ] {
         let info = sandbox()
             .inspect(&StrategySource::parse(name), &Grants::default())
             .unwrap();
