@@ -4,7 +4,7 @@
 //!    set (data seed 7) with `builtin:three-phase`; its insight records are
 //!    exported (`reagent insights export`).
 //! 2. For each *related* task — the same model on differently seeded data
-//!    (seeds 11, 12, 13 by default) — the same campaign runs in a fresh
+//!    (seeds 11 to 15 by default) — the same campaign runs in a fresh
 //!    workspace twice per generator: without insights, and after
 //!    `reagent insights import` of the source's records. Generators:
 //!    `builtin:three-phase` and `builtin:researcher`.
@@ -15,7 +15,7 @@
 //!    as `>N`). The ratio is without ÷ with (> 1: insights help).
 //!
 //! Run with `cargo bench --bench transfer` (or `scripts/bench.sh transfer`).
-//! Knobs: REAGENT_TRANSFER_SEEDS (comma list, default 11,12,13),
+//! Knobs: REAGENT_TRANSFER_SEEDS (comma list, default 11,12,13,14,15),
 //! REAGENT_TRANSFER_TRIALS (per campaign, default 44),
 //! REAGENT_TRANSFER_GENERATORS (default three-phase,researcher).
 //! Writes target/bench/transfer.json and prints the researcher's first
@@ -240,7 +240,7 @@ fn first_proposals(dir: &Path, path: &str) -> String {
 }
 
 fn main() {
-    let seeds = env_list("REAGENT_TRANSFER_SEEDS", "11,12,13");
+    let seeds = env_list("REAGENT_TRANSFER_SEEDS", "11,12,13,14,15");
     let generators = env_list("REAGENT_TRANSFER_GENERATORS", "three-phase,researcher");
     let trials = std::env::var("REAGENT_TRANSFER_TRIALS").unwrap_or_else(|_| "44".into());
     let bin = ranker_bin();

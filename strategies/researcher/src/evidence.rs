@@ -9,7 +9,9 @@
 //! 1. **transfer**: a change whose 95% interval lies above zero, applied
 //!    whole to this baseline; multi-knob changes from campaigns sharing a
 //!    tag with this one first, then single changes from such campaigns,
-//!    then the rest;
+//!    then the rest; plus up to two of the best combinations (same metric,
+//!    replicated first) of campaigns sharing a tag whose interval still
+//!    includes zero, said to be weak evidence;
 //! 2. **far**: a knob whose baseline here is far from the value that helped
 //!    elsewhere (≥ 2× on a log scale, ≥ 1/8 of the range on a linear one, a
 //!    different choice or flag), moved there on its own; the value comes
@@ -250,12 +252,33 @@ pub fn leads(ctx: &Context, ev: &Evidence) -> Vec<Lead> {
     out
 }
 
+/// Weak transfers per call: the best replicated combinations of related
+/// campaigns whose interval still includes zero.
+const WEAK_TRANSFERS: usize = 2;
+
 fn transfers(ctx: &Context, ev: &Evidence) -> Vec<Lead> {
     let mut chosen: Vec<&Record> = ev
         .helpful
         .iter()
         .filter(|r| r.significant() && !changed_knobs(ctx, &r.config).is_empty())
         .collect();
+    // A related campaign's best combinations are worth one trial here even
+    // when their interval includes zero (an engineer tries last time's
+    // winner first): replicated ones first (a confirmed winner has its
+    // confirmation runs), then by effect.
+    let mut weak: Vec<&Record> = ev
+        .helpful
+        .iter()
+        .filter(|r| {
+            !r.significant()
+                && r.shares_tag
+                && r.knobs.len() > 1
+                && r.same_metric(ctx)
+                && changed_knobs(ctx, &r.config).len() > 1
+        })
+        .collect();
+    weak.sort_by_key(|r| r.insight.trials < 2);
+    chosen.extend(weak.into_iter().take(WEAK_TRANSFERS));
     // Whole configurations from related campaigns, then single changes
     // from them, then the rest (stable: best first within each).
     chosen.sort_by_key(|r| match (r.shares_tag, r.knobs.len() > 1) {
@@ -266,11 +289,20 @@ fn transfers(ctx: &Context, ev: &Evidence) -> Vec<Lead> {
     chosen
         .into_iter()
         .map(|r| {
-            let mut rationale = format!(
-                "{}. The interval lies above zero, so this carries the change over: {}.",
-                cite(ctx, r),
-                moves(ctx, &r.config, usize::MAX)
-            );
+            let mut rationale = if r.significant() {
+                format!(
+                    "{}. The interval lies above zero, so this carries the change over: {}.",
+                    cite(ctx, r),
+                    moves(ctx, &r.config, usize::MAX)
+                )
+            } else {
+                format!(
+                    "{}. The interval includes zero, but it is among the best configurations a related campaign measured{}, so it is worth one trial here: {}.",
+                    cite(ctx, r),
+                    if r.insight.trials >= 2 { " more than once" } else { "" },
+                    moves(ctx, &r.config, usize::MAX)
+                )
+            };
             let unchanged: Vec<String> = r
                 .knobs
                 .iter()

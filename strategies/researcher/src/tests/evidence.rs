@@ -324,3 +324,61 @@ fn knobs_without_insights_are_still_explored() {
         "No past campaign in this workspace recorded a change of dropout, so this explores it."
     ));
 }
+
+#[test]
+fn a_related_campaigns_replicated_best_combination_is_tried_even_when_its_interval_includes_zero() {
+    let mut ctx = context(Phase::Validate, knobs());
+    ctx.tags = vec!["ranking".into()];
+    let adam = || set("optimizer", Value::Choice("adam".into()));
+    let once = |effect| Insight {
+        trials: 1,
+        ..record(
+            "ranker-v1",
+            &["ranking"],
+            vec![lr(0.02), adam()],
+            effect,
+            (-0.05, 0.09),
+        )
+    };
+    let insights = vec![
+        // Larger effect, but measured once.
+        once(0.03),
+        // The winner: confirmed with replicates, interval still includes zero.
+        record(
+            "ranker-v1",
+            &["ranking"],
+            vec![lr(0.01), adam()],
+            0.02,
+            (-0.04, 0.08),
+        ),
+        // Unrelated campaign: not transferred on weak evidence.
+        record(
+            "other",
+            &["vision"],
+            vec![lr(0.005), adam()],
+            0.05,
+            (-0.02, 0.12),
+        ),
+    ];
+    let (out, host) = call(with_insights(insights), &ctx, 6);
+    assert_valid(&ctx, &host, &out, 6);
+    assert_eq!(
+        changes(&out)[..2],
+        ["lr=0.01,optimizer=adam", "lr=0.02,optimizer=adam"]
+    );
+    assert_eq!(out[0].category, "transfer");
+    assert!(
+        out[0]
+            .rationale
+            .contains("The interval includes zero, but it is among the best configurations a related campaign measured more than once"),
+        "{}",
+        out[0].rationale
+    );
+    assert!(
+        !out[1].rationale.contains("more than once"),
+        "{}",
+        out[1].rationale
+    );
+    assert!(changes(&out).iter().all(|c| c != "lr=0.005,optimizer=adam"));
+    assert!(info(&host).contains("2 transferred"), "{}", info(&host));
+}
