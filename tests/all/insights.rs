@@ -188,16 +188,14 @@ fn export_then_import_carries_identical_records_to_a_fresh_workspace_once() {
     let o = b.reagent(&["insights", "import", file, "--dry-run"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(records(&b).is_empty(), "a dry run writes nothing");
-    let o = b.reagent(&["insights", "import", file]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        text(&o).contains(&format!(
-            "imported {} records (0 already present)",
-            mine.len()
-        )),
-        "{}",
-        text(&o)
-    );
+    let import_says = |imported: usize, present: usize| {
+        let o = b.reagent(&["insights", "import", file]);
+        let out = text(&o);
+        assert!(o.status.success(), "{out}");
+        let expect = format!("imported {imported} records ({present} already present)");
+        assert!(out.contains(&expect), "{out}");
+    };
+    import_says(mine.len(), 0);
     let theirs = records(&b);
     assert_eq!(
         theirs.iter().map(content).collect::<Vec<_>>(),
@@ -215,16 +213,7 @@ fn export_then_import_carries_identical_records_to_a_fresh_workspace_once() {
     }
 
     // Again: nothing new.
-    let o = b.reagent(&["insights", "import", file]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        text(&o).contains(&format!(
-            "imported 0 records ({} already present)",
-            mine.len()
-        )),
-        "{}",
-        text(&o)
-    );
+    import_says(0, mine.len());
     assert_eq!(records(&b).len(), mine.len());
 
     // Both imports are in the audit log, which still verifies.

@@ -195,32 +195,18 @@ fn the_token_budget_and_the_call_limit_hold_within_and_across_calls() {
     );
     assert_eq!(server.requests().len(), 2);
 
-    // A later call of the same campaign starts from what was used.
-    let record = call(
-        Gateway::new(c.clone(), 100),
-        granted(),
-        "b",
-        1,
-        &Limits::default(),
-    );
-    assert!(
-        said(&record).contains("budget is spent"),
-        "{}",
-        said(&record)
-    );
-    // A prompt bigger than what is left is refused before it is sent.
-    let record = call(
-        Gateway::new(c.clone(), 97),
-        granted(),
-        "b",
-        1,
-        &Limits::default(),
-    );
-    assert!(
-        said(&record).contains("the prompt alone"),
-        "{}",
-        said(&record)
-    );
+    // A later call of the same campaign starts from what was used, and a
+    // prompt bigger than what is left is refused before it is sent.
+    for (used, expect) in [(100, "budget is spent"), (97, "the prompt alone")] {
+        let record = call(
+            Gateway::new(c.clone(), used),
+            granted(),
+            "b",
+            1,
+            &Limits::default(),
+        );
+        assert!(said(&record).contains(expect), "{}", said(&record));
+    }
     assert_eq!(server.requests().len(), 2);
 
     // At most max_calls completions per strategy call.

@@ -293,13 +293,16 @@ impl Backend for LocalBackend {
         // grace) and still records the status and runs the wake.
         if let Some(pid) = read_pid(&dir.join(SUPERVISOR_PID_FILE))
             && is_supervisor_of(pid, &dir)
+            && sys::signal_pid(pid, libc::SIGTERM)
         {
-            sys::signal_pid(pid, libc::SIGTERM);
+            // Left to the supervisor: signalling the group as well could end
+            // the job before its handler has marked it cancelled.
+            return Ok(());
         }
-        // And the job's group directly, in case the supervisor is gone; only
-        // when the group is surely this job's (pids get reused).
+        // The supervisor is gone: the job's group directly, only when it is
+        // surely this job's (pids get reused).
         if let Some(pid) = read_pid(&dir.join(JOB_PID_FILE))
-            && (self.supervisor_alive(&dir) || is_job_of(pid, &dir))
+            && is_job_of(pid, &dir)
             && !dir.join(STATUS_FILE).exists()
         {
             sys::signal_group(pid, libc::SIGTERM);
@@ -871,14 +874,30 @@ fn lock_is_held(path: &Path) -> bool {
 
 /// Whether `pid` is alive and is `… __supervise <dir>` (not a reused pid).
 fn is_supervisor_of(pid: i32, dir: &Path) -> bool {
-    if !sys::pid_exists(pid) {
-        return false;
+    // A process that has just exec'd reads an empty cmdline until the
+    // kernel has set up its arguments, and `spawn` returns before that
+    // (its vfork parent is released when the new image is mapped): a
+    // supervisor starting on a busy machine. Look again for up to ~0.2 s;
+    // a zombie's cmdline stays empty, so it ends the wait.
+    for _ in 0..100 {
+        if !sys::pid_exists(pid) {
+            return false;
+        }
+        let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+            return false;
+        };
+        if cmdline.is_empty() {
+            if sys::is_zombie(pid) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+            continue;
+        }
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        return args.contains(&SUPERVISE_SUBCOMMAND.as_bytes())
+            && args.contains(&dir.as_os_str().as_bytes());
     }
-    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-    args.contains(&SUPERVISE_SUBCOMMAND.as_bytes()) && args.contains(&dir.as_os_str().as_bytes())
+    false
 }
 
 /// Whether `pid` is alive and runs with `REAGENT_JOB_DIR=<dir>`.
@@ -946,6 +965,18 @@ mod sys {
         #[allow(unsafe_code)]
         let r = unsafe { libc::kill(pid, 0) };
         r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+
+    /// Whether `pid` has exited and waits to be reaped (state `Z` in
+    /// /proc/PID/stat, read after the name, which may contain spaces).
+    pub fn is_zombie(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(false)
     }
 
     /// A handle that becomes readable when process `pid` ends (Linux 5.3+

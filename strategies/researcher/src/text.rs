@@ -55,14 +55,7 @@ fn is_invisible(c: char) -> bool {
 
 /// `s` cut to at most `max` bytes on a character boundary.
 pub fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    &s[..s.floor_char_boundary(max)]
 }
 
 #[cfg(test)]
