@@ -41,6 +41,19 @@ fn change_map(record: &Value) -> Value {
     Value::Object(map)
 }
 
+/// The audit log's events and the index of its `insights-recorded` one.
+fn recorded_event(p: &Project) -> (Vec<Value>, usize) {
+    let events: Vec<Value> = text(&p.reagent(&["audit", "show", "--json"]))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let at = events
+        .iter()
+        .position(|e| e["type"] == "insights-recorded")
+        .expect("an insights-recorded event");
+    (events, at)
+}
+
 #[test]
 fn a_campaign_that_ends_records_each_change_it_ran_with_effect_and_ci_from_its_trials() {
     let p = Project::new(|t| t.replace("max_trials = 24", "max_trials = 12"));
@@ -136,14 +149,7 @@ fn a_campaign_that_ends_records_each_change_it_ran_with_effect_and_ci_from_its_t
     assert!(better > 0 && worse > 0, "the toy space has both: {recs:#?}");
 
     // Written with the campaign's end, and covered by the chain.
-    let events: Vec<Value> = text(&p.reagent(&["audit", "show", "--json"]))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let at = events
-        .iter()
-        .position(|e| e["type"] == "insights-recorded")
-        .expect("an insights-recorded event");
+    let (events, at) = recorded_event(&p);
     assert_eq!(events[at - 1]["type"], "campaign-finished");
     assert_eq!(events[at]["campaign"], 1);
     assert_eq!(events[at]["body"]["count"], recs.len() as u64);
@@ -565,14 +571,7 @@ fn a_cancelled_campaign_records_what_it_measured_before_it_ended() {
     let recs = records(&p);
     assert!(!recs.is_empty(), "the measured change is recorded");
     assert!(recs.iter().all(|r| r["campaign_id"] == 1), "{recs:#?}");
-    let events: Vec<Value> = text(&p.reagent(&["audit", "show", "--json"]))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let at = events
-        .iter()
-        .position(|e| e["type"] == "insights-recorded")
-        .expect("an insights-recorded event");
+    let (events, at) = recorded_event(&p);
     let ended = events[..at]
         .iter()
         .rposition(|e| e["type"] == "state-changed")

@@ -113,6 +113,14 @@ fn said(record: &CallRecord) -> String {
     }
 }
 
+/// The call was answered with an error saying `expect`, and nothing reached
+/// the server.
+fn refused_unsent(record: &CallRecord, server: &ChatServer, expect: &str) {
+    assert!(said(record).contains(expect), "{}", said(record));
+    assert!(said(record).starts_with("err "), "{}", said(record));
+    assert!(server.requests().is_empty());
+}
+
 #[test]
 fn a_granted_strategy_reaches_the_endpoint_through_the_host_and_every_exchange_is_recorded() {
     let server = ChatServer::replying("try lr 0.1", 21, 5);
@@ -165,12 +173,7 @@ fn without_the_grant_the_import_answers_an_error_and_nothing_is_sent() {
         2,
         &Limits::default(),
     );
-    assert!(
-        said(&record).starts_with("err the operator did not grant `llm`"),
-        "{}",
-        said(&record)
-    );
-    assert!(server.requests().is_empty());
+    refused_unsent(&record, &server, "err the operator did not grant `llm`");
 }
 
 #[test]
@@ -298,12 +301,11 @@ fn a_down_slow_or_broken_endpoint_is_an_error_answer_and_the_strategy_goes_on() 
     let mut c = config(&server.url);
     c.api_key_env = Some("REAGENT_TEST_LLM_KEY_THAT_IS_NOT_SET".into());
     let record = call(Gateway::new(c, 0), granted(), "d", 1, &Limits::default());
-    assert!(
-        said(&record).contains("REAGENT_TEST_LLM_KEY_THAT_IS_NOT_SET (llm.api_key_env) is not set"),
-        "{}",
-        said(&record)
+    refused_unsent(
+        &record,
+        &server,
+        "REAGENT_TEST_LLM_KEY_THAT_IS_NOT_SET (llm.api_key_env) is not set",
     );
-    assert!(server.requests().is_empty());
 }
 
 #[test]
