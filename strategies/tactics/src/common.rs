@@ -114,6 +114,8 @@ pub fn num(x: f64) -> String {
 pub fn show(value: &Value) -> String {
     match value {
         Value::Float(x) => num(*x),
+        // An empty choice (e.g. "no hidden layers") would vanish in text.
+        Value::Choice(c) if c.is_empty() => "\"\"".to_string(),
         other => other.render(),
     }
 }
