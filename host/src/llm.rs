@@ -177,6 +177,14 @@ impl Gateway {
         max_tokens: u32,
     ) -> Result<LlmCompletion, String> {
         let c = &self.config;
+        for m in messages {
+            if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
+                return Err(format!(
+                    "message role {:?} is not one of system, user, assistant",
+                    truncate(&m.role, 40)
+                ));
+            }
+        }
         let prompt_bytes: usize = messages.iter().map(|m| m.content.len() + 8).sum();
         let estimate = estimate_tokens(prompt_bytes);
         let max_tokens = {
@@ -208,14 +216,6 @@ impl Gateway {
                 .min(u64::from(c.max_tokens))
                 .min(left - estimate) as u32
         };
-        for m in messages {
-            if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
-                return Err(format!(
-                    "message role {:?} is not one of system, user, assistant",
-                    truncate(&m.role, 40)
-                ));
-            }
-        }
         let body = json!({
             "model": c.model,
             "messages": messages

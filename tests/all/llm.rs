@@ -233,10 +233,7 @@ fn the_token_budget_and_the_call_limit_hold_within_and_across_calls() {
 #[test]
 fn a_down_slow_or_broken_endpoint_is_an_error_answer_and_the_strategy_goes_on() {
     // Down: nothing listens on the port.
-    let url = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}/v1/chat/completions", l.local_addr().unwrap())
-    };
+    let url = nothing_listens();
     let record = call(
         Gateway::new(config(&url), 0),
         granted(),
@@ -331,6 +328,24 @@ fn waiting_on_the_endpoint_is_not_charged_to_the_call_deadline() {
     assert!(record.usage.wall_us > 1_200_000);
 }
 
+/// A chat-completions URL on a port where nothing listens.
+fn nothing_listens() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}/v1/chat/completions", l.local_addr().unwrap())
+}
+
+/// `reagent run toy.toml --yes` with the key in the environment; its output.
+fn run_with_key(p: &Project) -> String {
+    let o = p
+        .command(&["run", "toy.toml", "--yes"])
+        .env(KEY_VAR, KEY)
+        .output()
+        .unwrap();
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    out
+}
+
 fn llm_campaign(url: &str, generator: &str, budget: u64) -> impl Fn(String) -> String {
     let (url, generator) = (url.to_string(), generator.to_string());
     move |t: String| {
@@ -355,13 +370,7 @@ fn a_campaign_uses_its_language_model_records_every_exchange_and_goes_on_when_it
         }
     });
     let p = Project::new(llm_campaign(&server.url, LLM_ECHO, 100_000));
-    let o = p
-        .command(&["run", "toy.toml", "--yes"])
-        .env(KEY_VAR, KEY)
-        .output()
-        .unwrap();
-    let out = text(&o);
-    assert!(o.status.success(), "{out}");
+    let out = run_with_key(&p);
     assert!(
         out.contains("language model: 1 call, 48 tokens (48 of 100000 used)"),
         "{out}"
@@ -406,18 +415,9 @@ fn a_campaign_uses_its_language_model_records_every_exchange_and_goes_on_when_it
 
 #[test]
 fn a_campaign_whose_endpoint_is_down_still_finishes_and_says_so() {
-    let url = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}/v1/chat/completions", l.local_addr().unwrap())
-    };
+    let url = nothing_listens();
     let p = Project::new(llm_campaign(&url, LLM_ECHO, 1_000));
-    let o = p
-        .command(&["run", "toy.toml", "--yes"])
-        .env(KEY_VAR, KEY)
-        .output()
-        .unwrap();
-    let out = text(&o);
-    assert!(o.status.success(), "{out}");
+    let out = run_with_key(&p);
     assert!(
         out.contains("unavailable: the language-model endpoint"),
         "{out}"
