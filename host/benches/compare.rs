@@ -32,24 +32,10 @@ use reagent::strategy::{KnobKind, Value, render_value, value_json};
 use serde_json::{Value as Json, json};
 
 mod common;
+mod ranker_bench;
 
 use common::{NOOP, REAGENT};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn env_list(name: &str, default: &str) -> Vec<String> {
-    std::env::var(name)
-        .unwrap_or_else(|_| default.into())
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
+use ranker_bench::{check, env_list, repo};
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -102,15 +88,6 @@ fn measured(cmd: &mut Command) -> (std::process::Output, f64, f64, u64) {
     (output, wall, cpu, usage.ru_maxrss as u64)
 }
 
-fn check(o: &std::process::Output, what: &str) {
-    assert!(
-        o.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 fn python() -> PathBuf {
     let p = repo().join("target/bench/venv/bin/python3");
     assert!(
@@ -145,39 +122,10 @@ fn noisy() -> Objective {
 
 fn ranker() -> Objective {
     let root = repo();
-    let target = root.join("target/ranker");
-    let bin = target.join("release");
-    if !bin.join("reagent-ranker").exists() {
-        let o = Command::new("cargo")
-            .args(["build", "--release", "--manifest-path"])
-            .arg(root.join("examples/ranker/Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target)
-            .output()
-            .unwrap();
-        check(&o, "building the ranker");
-    }
+    let bin = ranker_bench::ranker_bin();
     let dir = root.join("target/bench/ranker");
     std::fs::create_dir_all(&dir).unwrap();
-    if !dir.join("data").exists() {
-        // Small data: a trial takes about a second.
-        let o = Command::new(bin.join("reagent-ranker"))
-            .args(["gen-data", "--out"])
-            .arg(dir.join("data"))
-            .args([
-                "--seed",
-                "7",
-                "--users",
-                "300",
-                "--items",
-                "600",
-                "--queries",
-                "900",
-            ])
-            .output()
-            .unwrap();
-        check(&o, "reagent-ranker gen-data");
-    }
+    ranker_bench::ranker_data(&bin, &dir.join("data"), "7");
     let toml = std::fs::read_to_string(root.join("examples/ranker/campaign.toml"))
         .unwrap()
         // No injected infrastructure flakes: this compares search, not

@@ -27,63 +27,16 @@ use std::time::Instant;
 
 use serde_json::{Value as Json, json};
 
+mod ranker_bench;
+
+use ranker_bench::{check, env_list, ranker_bin, repo};
+
 const REAGENT: &str = env!("CARGO_BIN_EXE_reagent");
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn check(o: &Output, what: &str) {
-    assert!(
-        o.status.success(),
-        "{what} failed:\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn env_list(name: &str, default: &str) -> Vec<String> {
-    std::env::var(name)
-        .unwrap_or_else(|_| default.to_string())
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
-/// The ranker binary, built in release if needed.
-fn ranker_bin() -> PathBuf {
-    let target = repo().join("target/ranker");
-    let bin = target.join("release");
-    if !bin.join("reagent-ranker").exists() {
-        let o = Command::new("cargo")
-            .args(["build", "--release", "--manifest-path"])
-            .arg(repo().join("examples/ranker/Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target)
-            .output()
-            .unwrap();
-        check(&o, "building the ranker");
-    }
-    bin
-}
-
-/// Small synthetic data (a trial takes about a second), one set per seed.
+/// The data set of `seed`, under target/bench/transfer.
 fn data(bin: &Path, seed: &str) -> PathBuf {
     let dir = repo().join(format!("target/bench/transfer/data-{seed}"));
-    if !dir.exists() {
-        let o = Command::new(bin.join("reagent-ranker"))
-            .args(["gen-data", "--out"])
-            .arg(&dir)
-            .args(["--seed", seed])
-            .args(["--users", "300", "--items", "600", "--queries", "900"])
-            .output()
-            .unwrap();
-        check(&o, "reagent-ranker gen-data");
-    }
+    ranker_bench::ranker_data(bin, &dir, seed);
     dir
 }
 
