@@ -337,6 +337,7 @@ impl InsightRecord {
     /// Checks what a file could get wrong; the message says what is wrong
     /// with which field.
     pub fn validate(&self) -> Result<(), String> {
+        self.check_sizes()?;
         if self.campaign.trim().is_empty() {
             return Err("`campaign` is empty: name the campaign the record comes from".into());
         }
@@ -439,6 +440,81 @@ impl InsightRecord {
         Ok(())
     }
 }
+
+impl InsightRecord {
+    /// Every field within [`FieldCaps`]: a record is copied into every
+    /// later call of every campaign it applies to, so none may be large.
+    fn check_sizes(&self) -> Result<(), String> {
+        let c = FIELD_CAPS;
+        let text = |name: &str, value: &str, max: usize| {
+            if value.len() > max {
+                Err(format!(
+                    "`{name}` is {} bytes; at most {max} are accepted",
+                    value.len()
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        text("campaign", &self.campaign, c.name_bytes)?;
+        text("metric", &self.metric, c.name_bytes)?;
+        text("title", &self.title, c.text_bytes)?;
+        if let Some(g) = &self.guard_violation {
+            text("guard_violation", g, c.text_bytes)?;
+        }
+        if self.tags.len() > c.tags {
+            return Err(format!(
+                "{} tags; at most {} are accepted",
+                self.tags.len(),
+                c.tags
+            ));
+        }
+        for t in &self.tags {
+            text("tags[]", t, c.name_bytes)?;
+        }
+        for (name, list) in [
+            ("assignments", &self.assignments),
+            ("baseline", &self.baseline),
+        ] {
+            if list.len() > c.assignments {
+                return Err(format!(
+                    "`{name}` has {} entries; at most {} are accepted",
+                    list.len(),
+                    c.assignments
+                ));
+            }
+            for a in list {
+                text("knob name", &a.knob, c.name_bytes)?;
+                if let Value::Choice(v) = &a.value {
+                    text(&format!("value of knob `{}`", a.knob), v, c.text_bytes)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The most an imported record may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldCaps {
+    /// A line of an insights file.
+    pub line_bytes: usize,
+    /// Names: the campaign, the metric, a tag, a knob.
+    pub name_bytes: usize,
+    /// Texts: the title, a string value, a guard violation.
+    pub text_bytes: usize,
+    pub tags: usize,
+    /// Entries of `assignments` (and of `baseline`).
+    pub assignments: usize,
+}
+
+pub const FIELD_CAPS: FieldCaps = FieldCaps {
+    line_bytes: 64 * 1024,
+    name_bytes: 256,
+    text_bytes: validate::MAX_TITLE_BYTES,
+    tags: 32,
+    assignments: 64,
+};
 
 /// `YYYY-MM-DDTHH:MM:SSZ`, digits where digits go.
 fn valid_time(s: &str) -> bool {
@@ -554,6 +630,18 @@ pub fn parse_jsonl(file: &str, bytes: &[u8]) -> Result<Vec<InsightRecord>, Parse
         if text.trim().is_empty() {
             continue;
         }
+        if text.len() > FIELD_CAPS.line_bytes {
+            fail(
+                line,
+                None,
+                format!(
+                    "the line is {} bytes; a record is at most {} (docs/insights.md lists the limits of each field)",
+                    text.len(),
+                    FIELD_CAPS.line_bytes
+                ),
+            );
+            continue;
+        }
         let mut record: InsightRecord = match serde_json::from_str(text) {
             Ok(r) => r,
             Err(e) => {
@@ -565,9 +653,34 @@ pub fn parse_jsonl(file: &str, bytes: &[u8]) -> Result<Vec<InsightRecord>, Parse
             fail(line, None, format!("{why}; fix or delete this line"));
             continue;
         }
-        if record.id.is_empty() {
-            record.id = content_id(&record);
+        // The id is the content's, never the file's word: a line carrying
+        // another record's id must not shadow that record (the old code took
+        // ids as given, and a forgery displaced the genuine record).
+        for x in [
+            &mut record.effect,
+            &mut record.ci95_low,
+            &mut record.ci95_high,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *x = round12(*x);
         }
+        record.cost_cpu_hours = round12(record.cost_cpu_hours);
+        record.cost_gpu_hours = round12(record.cost_gpu_hours);
+        let id = content_id(&record);
+        if !record.id.is_empty() && record.id != id {
+            fail(
+                line,
+                None,
+                format!(
+                    "`id` {} does not match the record's content (its id is {id}): the record was changed after it was exported, or the id was copied from another record; remove the `id` field to import it as a new record",
+                    record.id
+                ),
+            );
+            continue;
+        }
+        record.id = id;
         records.push(record);
     }
     if errors.is_empty() {

@@ -67,13 +67,20 @@ impl LlmConfig {
         if !https && !lower.starts_with("http://") {
             return Err(format!(
                 "llm.url = {:?}: expected an http:// or https:// URL of a chat-completions endpoint, e.g. https://api.openai.com/v1/chat/completions",
-                self.url
+                self.shown_url()
             ));
         }
-        if !https && self.api_key_env.is_some() && !is_loopback(&lower) {
+        let parts = UrlParts::of(&self.url);
+        if parts.userinfo {
             return Err(format!(
-                "llm.url = {:?}: plain http would send the API key unencrypted; use https (http is accepted for 127.0.0.1 and localhost only)",
-                self.url
+                "llm.url = {:?}: credentials in the URL (`user:password@`) end up in logs and error messages; remove them and name the variable holding the key in llm.api_key_env",
+                self.shown_url()
+            ));
+        }
+        if !https && self.api_key_env.is_some() && !is_loopback(parts.host) {
+            return Err(format!(
+                "llm.url = {:?}: plain http would send the API key unencrypted; use https (http is accepted for loopback addresses — 127.0.0.0/8, ::1 — and localhost only)",
+                self.shown_url()
             ));
         }
         if self.model.trim().is_empty() {
@@ -98,17 +105,65 @@ impl LlmConfig {
         }
         Ok(())
     }
+
+    /// The URL as people and strategies are shown it: a query string (which
+    /// may carry a key, `?key=…`) and any `user:password@` replaced.
+    pub fn shown_url(&self) -> String {
+        redact_url(&self.url)
+    }
 }
 
-fn is_loopback(lower_url: &str) -> bool {
-    let rest = lower_url.split_once("://").map_or(lower_url, |(_, r)| r);
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host.split(':').next().unwrap_or(""),
+/// The pieces of an http(s) URL that the checks need.
+struct UrlParts<'a> {
+    /// The host without brackets or port: `127.0.0.1`, `::1`, `example.com`.
+    host: &'a str,
+    /// Whether the authority has a `user[:password]@` part.
+    userinfo: bool,
+}
+
+impl<'a> UrlParts<'a> {
+    fn of(url: &'a str) -> UrlParts<'a> {
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let (userinfo, host_port) = match authority.rsplit_once('@') {
+            Some((_, h)) => (true, h),
+            None => (false, authority),
+        };
+        let host = match host_port.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host_port.split(':').next().unwrap_or(""),
+        };
+        UrlParts { host, userinfo }
+    }
+}
+
+/// Loopback only if the host *is* a loopback address (parsed as an IP) or
+/// `localhost`: `127.0.0.1.attacker.example` is a name like any other.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `url` with credentials and the query string replaced by `…`.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => (String::new(), url),
     };
-    host == "localhost" || host == "::1" || host.starts_with("127.")
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("…@{host}"),
+        None => authority.to_string(),
+    };
+    let tail = tail.split('#').next().unwrap_or("");
+    let tail = match tail.split_once('?') {
+        Some((path, _)) => format!("{path}?…"),
+        None => tail.to_string(),
+    };
+    format!("{scheme}{authority}{tail}")
 }
 
 /// Token counts of one completion, as the transcript records them.
@@ -139,7 +194,7 @@ struct Usage {
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
-            .field("url", &self.config.url)
+            .field("url", &self.config.shown_url())
             .field("model", &self.config.model)
             .finish()
     }
@@ -283,7 +338,7 @@ impl Gateway {
     }
 
     fn transport(&self, e: ureq::Error) -> String {
-        let url = &self.config.url;
+        let url = &self.config.shown_url();
         match e {
             ureq::Error::Timeout(_) => format!(
                 "the language-model endpoint {url} did not answer within {}s (llm.timeout)",
@@ -301,7 +356,10 @@ impl Gateway {
             ureq::Error::Io(io) => {
                 format!("the language-model endpoint {url} is unreachable: {io}")
             }
-            other => format!("the language-model endpoint {url}: {other}"),
+            // ureq's own words may quote the URL it was given.
+            other => {
+                format!("the language-model endpoint {url}: {other}").replace(&self.config.url, url)
+            }
         }
     }
 }
@@ -400,8 +458,39 @@ mod tests {
         ] {
             assert_eq!(config(ok, Some("K")).check(), Ok(()), "{ok}");
         }
+        // A name that starts like a loopback address is a name (the old
+        // check took `starts_with("127.")` and accepted this one).
+        for bad in [
+            "http://127.0.0.1.attacker.example/v1",
+            "http://127.0.0.1.attacker.example:80/v1",
+            "http://localhost.attacker.example/",
+            "http://[::2]/x",
+        ] {
+            let e = config(bad, Some("K")).check().unwrap_err();
+            assert!(e.contains("unencrypted"), "{bad}: {e}");
+        }
+        assert_eq!(config("http://127.8.9.10/x", Some("K")).check(), Ok(()));
         assert!(config("ftp://x", None).check().is_err());
+        // Credentials in the URL are refused, and never echoed.
+        let e = config("https://bob:hunter2@example.com/v1", None)
+            .check()
+            .unwrap_err();
+        assert!(e.contains("credentials") && !e.contains("hunter2"), "{e}");
         assert_eq!(config("http://example.com/x", None).check(), Ok(()));
+    }
+
+    #[test]
+    fn urls_are_shown_without_credentials_or_query() {
+        assert_eq!(
+            redact_url("https://bob:pw@example.com:8443/v1/chat?key=SECRET#frag"),
+            "https://…@example.com:8443/v1/chat?…"
+        );
+        assert_eq!(
+            redact_url("http://127.0.0.1:9/v1/chat/completions"),
+            "http://127.0.0.1:9/v1/chat/completions"
+        );
+        let g = Gateway::new(config("https://example.com/x?api_key=SECRET", None), 0);
+        assert!(!format!("{g:?}").contains("SECRET"));
     }
 
     #[test]

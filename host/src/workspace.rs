@@ -31,16 +31,72 @@ pub struct Workspace {
 impl Workspace {
     pub const DIR: &'static str = ".reagent";
 
-    /// Creates `<dir>/.reagent` with its database.
+    /// Creates `<dir>/.reagent` with its database, private to this user
+    /// (folders 0700, the database 0600): it holds prompts, model
+    /// exchanges and every strategy call. An existing workspace keeps its
+    /// modes (its owner may share it on purpose); [`Workspace::exposure`]
+    /// says when it is open to others.
     pub fn init(dir: &Path) -> anyhow::Result<Workspace> {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
         let root = dir.join(Self::DIR);
-        std::fs::create_dir_all(root.join("jobs"))
+        let fresh = !root.join("reagent.redb").exists();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root.join("jobs"))
             .with_context(|| format!("cannot create {}", root.display()))?;
         let ws = Workspace {
             dir: root.canonicalize()?,
         };
         drop(ws.open_store(Duration::from_secs(10))?);
+        if fresh {
+            for (path, mode) in [
+                (ws.dir.clone(), 0o700),
+                (ws.jobs_dir(), 0o700),
+                (ws.db_path(), 0o600),
+            ] {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                    .with_context(|| format!("cannot make {} private", path.display()))?;
+            }
+        }
         Ok(ws)
+    }
+
+    /// Why this workspace is not private to the user running this process,
+    /// if it is not: `.reagent/` or its database readable or writable by
+    /// group or others, or owned by someone else. The CLI prints it as a
+    /// warning at every open.
+    pub fn exposure(&self) -> Option<String> {
+        use std::os::unix::fs::MetadataExt as _;
+        // SAFETY: geteuid has no preconditions.
+        #[allow(unsafe_code)]
+        let me = unsafe { libc::geteuid() };
+        for path in [self.dir.clone(), self.db_path()] {
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let mode = meta.mode() & 0o777;
+            if meta.uid() != me {
+                return Some(format!(
+                    "{} belongs to uid {}, not to you (uid {me}): whoever owns it can change what this workspace records",
+                    path.display(),
+                    meta.uid()
+                ));
+            }
+            if mode & 0o077 != 0 {
+                return Some(format!(
+                    "{} is open to other users (mode {mode:03o}): they can read its prompts, model exchanges and call records{}; make the workspace private with `chmod -R go-rwx {}`",
+                    path.display(),
+                    if mode & 0o022 != 0 {
+                        " and change them"
+                    } else {
+                        ""
+                    },
+                    self.dir.display()
+                ));
+            }
+        }
+        None
     }
 
     /// `explicit` (a project folder holding `.reagent`, or the `.reagent`
@@ -233,12 +289,48 @@ impl Drop for BoundSocket {
     }
 }
 
-fn serve_pending(listener: &UnixListener) -> Vec<UnixStream> {
-    let mut out = Vec::new();
-    while let Ok((stream, _)) = listener.accept() {
-        out.push(stream);
+/// Wake notices that wait for the end of the next pass, at most this many.
+/// Past it a notice is answered at once (a pass is due anyway) and closed,
+/// so no number of clients can take the driver's file descriptors (a
+/// hundred idle connections once left a job's status unreadable, "lost").
+pub const MAX_WAITING_WAKES: usize = 16;
+/// How long a connection may take to say `wake`; silence is closed.
+const WAKE_READ_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Reads one notice from a fresh connection: the stream if it said `wake`,
+/// else `None` (and the connection is closed).
+fn read_wake(stream: UnixStream) -> Option<UnixStream> {
+    use std::io::Read as _;
+    stream.set_nonblocking(false).ok()?;
+    stream.set_read_timeout(Some(WAKE_READ_TIMEOUT)).ok()?;
+    let mut line = Vec::with_capacity(8);
+    let mut byte = [0u8; 1];
+    while line.len() < 8 {
+        match (&stream).read(&mut byte) {
+            Ok(1) if byte[0] == b'\n' => break,
+            Ok(1) => line.push(byte[0]),
+            _ => return None,
+        }
     }
-    out
+    (line == b"wake").then_some(stream)
+}
+
+/// Adds a notice to those waiting for the next pass, or answers it now
+/// when [`MAX_WAITING_WAKES`] already wait.
+fn enqueue_wake(waiting: &mut Vec<UnixStream>, stream: UnixStream) {
+    if waiting.len() < MAX_WAITING_WAKES {
+        waiting.push(stream);
+    } else {
+        reply(vec![stream]);
+    }
+}
+
+fn serve_pending(listener: &UnixListener, waiting: &mut Vec<UnixStream>) {
+    while let Ok((stream, _)) = listener.accept() {
+        if let Some(s) = read_wake(stream) {
+            enqueue_wake(waiting, s);
+        }
+    }
 }
 
 fn reply(streams: Vec<UnixStream>) {
@@ -291,7 +383,7 @@ pub fn wake(ws: &Workspace, progress: &mut dyn FnMut(Progress)) -> anyhow::Resul
         loop {
             pass(ws, &store, &sandbox, None, &mut cache, progress)?;
             reply(std::mem::take(&mut waiting));
-            waiting = serve_pending(listener);
+            serve_pending(listener, &mut waiting);
             if waiting.is_empty() {
                 break;
             }
@@ -362,8 +454,12 @@ pub fn run(
     let listener = bound.listener.try_clone()?;
     let (tx, rx) = mpsc::channel::<UnixStream>();
     std::thread::spawn(move || {
+        // Each connection is read here, at once: only notices that said
+        // `wake` reach the driver, which answers and closes them.
         for stream in listener.incoming().flatten() {
-            if tx.send(stream).is_err() {
+            if let Some(s) = read_wake(stream)
+                && tx.send(s).is_err()
+            {
                 return;
             }
         }
@@ -410,12 +506,12 @@ pub fn run(
         }
         drop(store);
         match rx.recv_timeout(wait) {
-            Ok(s) => waiting.push(s),
+            Ok(s) => enqueue_wake(&mut waiting, s),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => bail!("the wake listener stopped"),
         }
         while let Ok(s) = rx.try_recv() {
-            waiting.push(s);
+            enqueue_wake(&mut waiting, s);
         }
     };
     reply(waiting);

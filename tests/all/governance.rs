@@ -242,9 +242,13 @@ when { resource.kind == "plan" && resource.cpu_minutes > 600 && principal.name !
             .replace("cpu_hours = 1.0", "cpu_hours = 20.0"),
     )
     .unwrap();
+    // Who decides is the OS user of the real uid, never `$USER`: saying
+    // `USER=lead` does not make this process the lead (on the old code it
+    // did, and the plan ran "approved by lead").
     let o = p
         .command(&["plan", "big.toml", "--yes"])
-        .env("USER", "intern")
+        .env("USER", "lead")
+        .env("LOGNAME", "lead")
         .output()
         .unwrap();
     assert!(!o.status.success(), "{}", text(&o));
@@ -256,10 +260,31 @@ when { resource.kind == "plan" && resource.cpu_minutes > 600 && principal.name !
     let o = p
         .command(&["approve", "2"])
         .env("USER", "lead")
+        .env("LOGNAME", "lead")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("big-plans-need-a-lead"), "{}", text(&o));
+    assert_eq!(requests(&p, false).len(), 1, "still pending");
+    // The policy names this process's real user as the lead: approved, by
+    // that name, whatever the environment says.
+    let me = reagent::governance::os_user();
+    let policy = std::fs::read_to_string(p.path(".reagent/policy.cedar")).unwrap();
+    std::fs::write(
+        p.path(".reagent/policy.cedar"),
+        policy.replace("\"lead\"", &format!("{me:?}")),
+    )
+    .unwrap();
+    let o = p
+        .command(&["approve", "2"])
+        .env("USER", "intern")
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(p.json(&["status", "2", "--json"])["state"], "running");
+    let decided = requests(&p, true);
+    let plan2 = decided.iter().find(|r| r["campaign"] == 2).unwrap();
+    assert_eq!(plan2["decided_by"], me.as_str(), "{plan2}");
 
     // `policy check` shows decisions on sample requests.
     let o = p.reagent(&["policy", "check"]);
@@ -337,6 +362,111 @@ fn knob_values_outside_the_space_wait_for_a_human_and_run_when_approved() {
         .find(|t| t["assignments"]["lr"] == 1e9)
         .unwrap_or_else(|| panic!("the approved value never ran: {trials}"));
     assert_eq!(ran["status"], "succeeded", "{ran}");
+}
+
+#[test]
+fn hostile_titles_and_values_reach_people_escaped_and_code_values_are_refused() {
+    // The job command pastes {optimizer} into `sh -c` code. The guest
+    // proposes a title that fakes an "approved … nothing pending" row with
+    // a newline and reverses text with U+202E, the optimizer value
+    // `adam<80 spaces>'; touch PWNED; echo '` (on the old code the summary
+    // cut it at 60 characters, a person approved "adam   …", and the job
+    // ran `touch PWNED`), and an inert out-of-space value, `rmsprop`.
+    let generator = reagent::sandbox::test_guests::HOSTILE_TEXT;
+    let p = Project::new(|t| {
+        t.replace(
+            r#"command = ["sh", "toy.sh", "{lr}", "{optimizer}", "{layers}", "{batch_size}", "{seed}"]"#,
+            r#"command = ["sh", "-c", "sh toy.sh {lr} '{optimizer}' {layers} {batch_size} {seed}"]"#,
+        ) + &format!("\n[strategies]\ngenerator = \"{generator}\"\n")
+    });
+    let o = p.reagent(&["plan", "toy.toml"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("warning   {lr}, {optimizer}, {layers}, {batch_size} pasted into shell"),
+        "plan warns that knobs are pasted into code: {}",
+        text(&o)
+    );
+    let o = p.reagent(&["run", "1", "--yes", "--detach"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let r = wait_for_request(&p, "out-of-space", Duration::from_secs(60));
+    assert_eq!(r["payload"]["changes"]["optimizer"], "rmsprop", "{r}");
+    // The hidden command is refused outright, never put to a person.
+    let all = requests(&p, true);
+    assert_eq!(
+        all.iter().filter(|r| r["kind"] == "out-of-space").count(),
+        1,
+        "{all:?}"
+    );
+    let log = text(&p.reagent(&["audit", "show", "--campaign", "1", "--json"]));
+    assert!(
+        log.contains("refused: the value of `optimizer`")
+            && log.contains("would be pasted into shell"),
+        "{log}"
+    );
+    // What people read: no raw newline or U+202E from the title, so no
+    // fake row; the escapes show that they were there. (The old code
+    // printed the fake row in `approvals` and `status`.)
+    for args in [
+        &["approvals"][..],
+        &["status", "1"],
+        &["trials", "1"],
+        &["audit", "show"],
+    ] {
+        let out = text(&p.reagent(args));
+        assert!(!out.contains('\u{202e}'), "{args:?}: {out}");
+        assert!(
+            !out.lines().any(|l| l.starts_with("   9         1  plan")),
+            "{args:?} shows the fake row: {out}"
+        );
+    }
+    let out = text(&p.reagent(&["approvals"]));
+    assert!(out.contains("\"rmsprop\\n   9         1  plan"), "{out}");
+    assert!(out.contains("nothing pending\\u{202e}gnp.exe\""), "{out}");
+    // Approving what is pending runs the honest value; nothing else runs.
+    let o = p.reagent(&["approve", &r["id"].to_string()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let s = p.wait_finished("1", Duration::from_secs(120));
+    assert_eq!(s["state"], "finished", "{s}");
+    assert!(!p.path("PWNED").exists(), "the hidden command ran");
+    let trials = p.json(&["trials", "1", "--json"]);
+    assert!(
+        trials
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["assignments"]["optimizer"] == "rmsprop"),
+        "{trials}"
+    );
+}
+
+#[test]
+fn a_long_out_of_space_value_is_shown_whole_or_by_length_and_hash() {
+    let generator = reagent::sandbox::test_guests::HOSTILE_TEXT;
+    // Passed as its own argument, the padded value is inert: it waits for a
+    // person, who must see all of it.
+    let p = Project::new(|t| t + &format!("\n[strategies]\ngenerator = \"{generator}\"\n"));
+    let o = p.reagent(&["run", "toy.toml", "--yes", "--detach"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let start = Instant::now();
+    while requests(&p, false).len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            requests(&p, true)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = text(&p.reagent(&["approvals"]));
+    // The summary cuts the value; the listing adds it whole (quoted, as it
+    // is under 200 characters), payload and all.
+    assert!(
+        out.contains(&format!(
+            "optimizer = \"adam{}'; touch PWNED; echo '\"",
+            " ".repeat(80)
+        )),
+        "{out}"
+    );
+    assert!(out.contains("optimizer = \"rmsprop\""), "{out}");
 }
 
 #[test]

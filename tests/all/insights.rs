@@ -491,49 +491,148 @@ fn a_later_campaign_reads_what_an_earlier_one_recorded() {
 #[test]
 fn show_takes_a_unique_prefix_and_lists_the_candidates_of_an_ambiguous_one() {
     let p = Project::new(|t| t);
-    let with_id = |id: &str, x: f64| {
-        let mut v: Value = serde_json::from_str(&line(
+    // Ids are content hashes: find two records whose ids share their first
+    // two hex digits (a few dozen tries, by the birthday bound).
+    let record = |x: f64| {
+        line(
             "elsewhere",
             json!([{"knob": "lr", "value": {"Float": x}}]),
             Some(0.01),
             None,
-        ))
-        .unwrap();
-        v["id"] = json!(id);
-        v.to_string()
+        )
     };
-    let file = format!(
-        "{}\n{}\n",
-        with_id("abcd000000000001", 0.1),
-        with_id("abcd000000000002", 0.2)
-    );
+    let id_of = |l: &str| {
+        reagent::insights::parse_jsonl("t", l.as_bytes()).unwrap()[0]
+            .id
+            .clone()
+    };
+    let mut seen: std::collections::HashMap<String, (f64, String)> = Default::default();
+    let (a, b) = (0..2000)
+        .find_map(|i| {
+            let x = 0.1 + f64::from(i) * 1e-3;
+            let id = id_of(&record(x));
+            seen.insert(id[..2].to_string(), (x, id.clone()))
+                .map(|earlier| (earlier, (x, id)))
+        })
+        .expect("two ids with the same first two digits");
+    let file = format!("{}\n{}\n", record(a.0), record(b.0));
     std::fs::write(p.path("two.jsonl"), file).unwrap();
     let o = p.reagent(&["insights", "import", "two.jsonl"]);
     assert!(o.status.success(), "{}", text(&o));
 
-    let o = p.reagent(&["insights", "show", "abcd"]);
+    let prefix = &a.1[..2];
+    let o = p.reagent(&["insights", "show", prefix]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(2), "{out}");
     assert!(
-        out.contains("`abcd` is the start of 2 insight records"),
+        out.contains(&format!("`{prefix}` is the start of 2 insight records")),
         "{out}"
     );
-    assert!(
-        out.contains("abcd000000000001") && out.contains("abcd000000000002"),
-        "{out}"
-    );
+    assert!(out.contains(&a.1) && out.contains(&b.1), "{out}");
 
-    let o = p.reagent(&["insights", "show", "ABCD000000000002"]);
+    let o = p.reagent(&["insights", "show", &b.1.to_ascii_uppercase()]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("change     lr → 0.2"), "{}", text(&o));
-
-    let o = p.reagent(&["insights", "show", "ffff"]);
-    assert_eq!(o.status.code(), Some(2));
     assert!(
-        text(&o).contains("no insight record `ffff`"),
+        text(&o).contains(&format!("change     lr → {}", b.0)),
         "{}",
         text(&o)
     );
+
+    let absent = (0..16u8)
+        .map(|d| format!("{d:x}{d:x}{d:x}{d:x}"))
+        .find(|x| !a.1.starts_with(x) && !b.1.starts_with(x))
+        .unwrap();
+    let o = p.reagent(&["insights", "show", &absent]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains(&format!("no insight record `{absent}`")),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn a_forged_id_oversized_field_or_escape_sequence_gets_nowhere() {
+    let p = Project::new(|t| t);
+    let lr = |x: f64| json!([{"knob": "lr", "value": {"Float": x}}]);
+    let genuine = line("genuine", lr(0.1), Some(0.02), None);
+    let genuine_id = reagent::insights::parse_jsonl("t", genuine.as_bytes()).unwrap()[0]
+        .id
+        .clone();
+    // A forgery carrying the genuine record's id (the old code took it as
+    // given: the forgery shadowed the genuine record, whose later import
+    // said "already present", and `show` displayed the forgery).
+    let mut forged: Value =
+        serde_json::from_str(&line("forged", lr(0.9), Some(0.5), None)).unwrap();
+    forged["id"] = json!(genuine_id);
+    std::fs::write(p.path("forged.jsonl"), format!("{forged}\n")).unwrap();
+    let o = p.reagent(&["insights", "import", "forged.jsonl"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!(
+            "forged.jsonl:1: `id` {genuine_id} does not match the record's content"
+        )),
+        "{}",
+        text(&o)
+    );
+    std::fs::write(p.path("genuine.jsonl"), format!("{genuine}\n")).unwrap();
+    let o = p.reagent(&["insights", "import", "genuine.jsonl"]);
+    assert!(
+        text(&o).contains("imported 1 record (0 already present)"),
+        "{}",
+        text(&o)
+    );
+    let shown = text(&p.reagent(&["insights", "show", &genuine_id]));
+    assert!(shown.contains("campaign   genuine"), "{shown}");
+
+    // A 30 MiB tag (the old code accepted it and copied it into every later
+    // call record), and one just over the cap.
+    let mut big: Value = serde_json::from_str(&line("big", lr(0.3), Some(0.01), None)).unwrap();
+    big["tags"] = json!(["x".repeat(30 << 20)]);
+    std::fs::write(p.path("big.jsonl"), format!("{big}\n")).unwrap();
+    let o = p.reagent(&["insights", "import", "big.jsonl"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("big.jsonl:1: the line is"),
+        "{}",
+        text(&o)
+    );
+    big["tags"] = json!(["x".repeat(300)]);
+    std::fs::write(p.path("big.jsonl"), format!("{big}\n")).unwrap();
+    let o = p.reagent(&["insights", "import", "big.jsonl"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("`tags[]` is 300 bytes; at most 256 are accepted"),
+        "{}",
+        text(&o)
+    );
+
+    // Escape sequences in an imported record reach the terminal as visible
+    // escapes (the old code printed them raw: `^[]0;pwned^G^[[2J`).
+    let mut loud: Value = serde_json::from_str(&line("loud", lr(0.4), Some(0.01), None)).unwrap();
+    loud["campaign"] = json!("loud\u{1b}]0;pwned\u{7}\u{1b}[2J");
+    loud["tags"] = json!(["tag\u{202e}"]);
+    std::fs::write(p.path("loud.jsonl"), format!("{loud}\n")).unwrap();
+    let o = p.reagent(&["insights", "import", "loud.jsonl"]);
+    assert!(o.status.success(), "{}", text(&o));
+    for args in [
+        &["insights", "list"][..],
+        &[
+            "insights",
+            "show",
+            &reagent::insights::parse_jsonl("t", loud.to_string().as_bytes()).unwrap()[0].id,
+        ],
+    ] {
+        let out = text(&p.reagent(args));
+        assert!(
+            !out.contains('\u{1b}') && !out.contains('\u{7}') && !out.contains('\u{202e}'),
+            "{args:?}: {out:?}"
+        );
+        assert!(
+            out.contains("loud\\x1b]0;pwned\\x07\\x1b[2J"),
+            "{args:?}: {out}"
+        );
+    }
 }
 
 #[test]

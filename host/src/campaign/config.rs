@@ -383,6 +383,47 @@ impl Campaign {
     pub fn gpu_reservation(&self) -> f64 {
         self.job.resources.gpus * self.job.time_limit.as_secs_f64() / 3600.0
     }
+
+    /// Knobs whose `{placeholder}` is pasted into code rather than passed
+    /// as an argument: it appears in the argument that follows a `-c` or
+    /// `-e` flag (`sh -c "train --opt {optimizer}"`, `bash -lc …`,
+    /// `python -c …`, `perl -e …`). A value there is read by a shell or an
+    /// interpreter, so `adam'; touch PWNED; echo '` would run `touch`.
+    pub fn knobs_in_code(&self) -> Vec<String> {
+        let command = &self.job.command;
+        let mut out: Vec<String> = Vec::new();
+        for pair in command.windows(2) {
+            if !is_code_flag(&pair[0]) {
+                continue;
+            }
+            for name in placeholders(&pair[1]).unwrap_or_default() {
+                if self.knob(&name).is_some() && !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `-c`, `-e`, or a cluster of short flags ending in one (`-lc`, `-ec`,
+/// `-xe`): the next argument is code for a shell or an interpreter.
+fn is_code_flag(arg: &str) -> bool {
+    arg.strip_prefix('-').is_some_and(|flags| {
+        !flags.is_empty()
+            && !flags.starts_with('-')
+            && flags.bytes().all(|b| b.is_ascii_alphabetic())
+            && (flags.ends_with('c') || flags.ends_with('e'))
+    })
+}
+
+/// Whether a value pasted into code is inert there: letters, digits and
+/// `._+-=,:/@%` only (no quotes, spaces, `$`, `;`, `|`, `&`, backticks,
+/// globs, redirections or newlines).
+pub fn inert_in_code(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._+-=,:/@%".contains(&b))
 }
 
 pub(crate) mod duration_secs {
@@ -1293,6 +1334,28 @@ max_trials = 20
             e.message.contains("expected \"minimize\" or \"maximize\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn placeholders_inside_code_strings_are_found() {
+        let mut c = parse("c.toml", GOOD, Path::new("/x")).unwrap();
+        c.job.command = vec![
+            "sh".into(),
+            "-c".into(),
+            "echo {optimizer} {lr}".into(),
+            "{layers}".into(),
+        ];
+        assert_eq!(c.knobs_in_code(), vec!["optimizer", "lr"]);
+        c.job.command = vec!["bash".into(), "-lc".into(), "run {layers}".into()];
+        assert_eq!(c.knobs_in_code(), vec!["layers"]);
+        c.job.command = vec!["sh".into(), "toy.sh".into(), "{optimizer}".into()];
+        assert!(c.knobs_in_code().is_empty());
+        c.job.command = vec!["train".into(), "--cache".into(), "{optimizer}".into()];
+        assert!(c.knobs_in_code().is_empty());
+        assert!(inert_in_code("adam_w-2.0"));
+        assert!(!inert_in_code("adam'; touch PWNED; echo '"));
+        assert!(!inert_in_code("a b"));
+        assert!(!inert_in_code("$(id)"));
     }
 
     #[test]

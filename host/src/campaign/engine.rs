@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use super::config::Campaign;
+use super::config::{self, Campaign};
 use super::state::{
     CampaignRow, CampaignState, EventBody, HypothesisRow, HypothesisStatus, Origin, Stage,
     TrialRow, TrialStatus,
@@ -192,6 +192,23 @@ fn put_queued(tx: &mut Tx, campaign: u64, t: &TrialRow) -> anyhow::Result<()> {
 }
 
 /// Stores a new hypothesis with its event.
+/// Why a hypothesis may not run, if one of its values would be pasted into
+/// shell or interpreter code (`in_code`: [`Campaign::knobs_in_code`]) and
+/// is not inert there.
+fn code_injection(in_code: &[String], h: &Hypothesis) -> Option<String> {
+    h.assignments.iter().find_map(|a| match &a.value {
+        Value::Choice(v) if in_code.contains(&a.knob) && !config::inert_in_code(v) => {
+            Some(format!(
+                "refused: the value of `{}` ({} bytes, sha256 {}) would be pasted into shell or interpreter code in the job command, and it holds characters beyond letters, digits and ._+-=,:/@%",
+                a.knob,
+                v.len(),
+                &governance::payload_hash(&serde_json::Value::String(v.clone()))[..16]
+            ))
+        }
+        _ => None,
+    })
+}
+
 fn put_new_hypothesis(tx: &mut Tx, campaign: u64, h: &HypothesisRow) -> anyhow::Result<()> {
     tx.append(
         Some(campaign),
@@ -1245,12 +1262,19 @@ impl<'a> Engine<'a> {
         let mut room =
             guardrails::MAX_PENDING_OUT_OF_SPACE.saturating_sub(self.pending_out_of_space(id)?);
         let mut requests = Vec::new();
+        let in_code = spec.knobs_in_code();
+        let mut refused: Vec<(u64, String)> = Vec::new();
         for h in fresh {
             let hid = view.row.next_hypothesis.max(1);
             view.row.next_hypothesis = hid + 1;
             let outside = validate::outside_space_all(&spec.knobs, &h);
             let status = if outside.is_empty() {
                 HypothesisStatus::Active
+            } else if let Some(why) = code_injection(&in_code, &h) {
+                // No approval can make this safe to paste into code: it is
+                // refused, not put to a person.
+                refused.push((hid, why));
+                HypothesisStatus::Excluded
             } else if room > 0 {
                 room -= 1;
                 let changes: serde_json::Map<String, serde_json::Value> = h
@@ -1315,6 +1339,16 @@ impl<'a> Engine<'a> {
             for mut h in rows_for_tx {
                 h.call_seq = Some(seq);
                 put_new_hypothesis(tx, id, &h)?;
+                if let Some((_, why)) = refused.iter().find(|(r, _)| *r == h.id) {
+                    tx.append(
+                        Some(id),
+                        EventBody::HypothesisStatus {
+                            id: h.id,
+                            status: h.status,
+                            reason: why.clone(),
+                        },
+                    )?;
+                }
             }
             for t in &trials_for_tx {
                 put_queued(tx, id, t)?;

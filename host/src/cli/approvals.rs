@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Subcommand;
 
+use crate::cli::term;
 use crate::governance::policy::{Policy, Principal};
 use crate::governance::{
     self, ApprovalKind, ApprovalRow, ApprovalState, Decision, Identity, facts, utc,
@@ -34,6 +35,44 @@ pub fn approval_json(a: &ApprovalRow) -> serde_json::Value {
         "note": a.note,
         "applied": a.applied,
     })
+}
+
+/// Values longer than this are shown by length and hash, with their start.
+const SHOWN_VALUE_CHARS: usize = 200;
+
+/// An out-of-space request's changed values, whole: the summary cuts long
+/// values, and a person approves exactly what will run. A long value shows
+/// its start, its length and its sha256 (the same as `--json`'s payload).
+fn out_of_space_values(a: &ApprovalRow) -> Vec<String> {
+    let Some(changes) = a.payload["changes"].as_object() else {
+        return Vec::new();
+    };
+    changes
+        .iter()
+        .map(|(knob, value)| {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let shown = term::line(&text);
+            let knob = term::line(knob);
+            if text.chars().count() <= SHOWN_VALUE_CHARS && shown.len() == text.len() {
+                return format!("{knob} = {text:?}");
+            }
+            let start: String = shown.chars().take(SHOWN_VALUE_CHARS).collect();
+            use sha2::Digest as _;
+            format!(
+                "{knob} = \"{start}…\" ({} bytes{}, sha256 {}; `reagent approvals --json` shows it whole)",
+                text.len(),
+                if shown.len() == text.len() {
+                    ""
+                } else {
+                    ", with control or invisible characters shown escaped"
+                },
+                &hex::encode(sha2::Sha256::digest(text.as_bytes()))[..16]
+            )
+        })
+        .collect()
 }
 
 fn iso(ms: u64) -> String {
@@ -81,8 +120,13 @@ pub fn list(
             a.state.name(),
             utc(a.created_ms),
             &a.payload_hash[..12],
-            a.summary
+            term::line(&a.summary)
         );
+        if a.kind == ApprovalKind::OutOfSpace {
+            for line in out_of_space_values(a) {
+                println!("{:>44}{line}", "");
+            }
+        }
         if a.state == ApprovalState::Pending {
             println!(
                 "{:>44}expires {} (UTC); `reagent approve {}` or `reagent reject {} --reason TEXT`",
@@ -99,7 +143,7 @@ pub fn list(
                 a.note
                     .as_deref()
                     .filter(|n| !n.is_empty())
-                    .map_or(String::new(), |n| format!(": {n}"))
+                    .map_or(String::new(), |n| format!(": {}", term::line(n)))
             );
         }
     }
@@ -442,7 +486,7 @@ pub fn amend(
             r.id,
             r.kind.name(),
             r.state.name(),
-            r.summary
+            term::line(&r.summary)
         );
     }
     drop(store);

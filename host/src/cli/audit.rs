@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use super::campaign::EXIT_FAILED;
 use crate::campaign::config::Campaign;
+use crate::cli::term;
 use crate::sandbox::{Sandbox, Strategy};
 use crate::store::{RawEvent, Store};
 use crate::strategy::{Assignment, StrategySource, render_value};
@@ -37,10 +38,21 @@ pub enum AuditCommand {
     /// With --json: {"ok", "events", "head", "break": null or {"seq",
     /// "problem", "entry"}} ("events" counts the rows stored when the chain
     /// is broken; "entry" describes what is stored at that seq).
+    ///
+    /// The chain is not keyed: whoever can write the database as you can
+    /// rewrite history and recompute every hash. Against that, keep the
+    /// anchor it prints (`SEQ:HASH`) somewhere the workspace's user cannot
+    /// write (a ticket, another machine) and check it later with --anchor:
+    /// entries 1–SEQ are then proven unchanged since (docs/security.md).
     Verify {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// A `SEQ:HASH` printed by an earlier verify (HASH: its full 64
+        /// hex digits, or at least the first 16); fails unless entry SEQ
+        /// still has that hash. Repeatable.
+        #[arg(long, value_name = "SEQ:HASH")]
+        anchor: Vec<String>,
     },
     /// List events, one line each: seq, UTC time, campaign, type and a
     /// summary of its fields.
@@ -128,7 +140,7 @@ pub enum AuditCommand {
 /// Runs one audit command against the workspace's database.
 pub fn run(ws: &Workspace, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        AuditCommand::Verify { json } => verify(ws, json),
+        AuditCommand::Verify { json, anchor } => verify(ws, json, &anchor),
         AuditCommand::Show {
             campaign,
             json,
@@ -174,10 +186,57 @@ struct BreakJson {
     entry: Option<String>,
 }
 
-fn verify(ws: &Workspace, json: bool) -> anyhow::Result<ExitCode> {
+/// Checks each `SEQ:HASH` anchor against the (verified) log; the first
+/// that fails, in words.
+fn check_anchors(store: &Store, anchors: &[String]) -> anyhow::Result<Option<String>> {
+    for a in anchors {
+        let parsed = a.split_once(':').and_then(|(seq, hash)| {
+            let hash = hash.trim().to_ascii_lowercase();
+            let ok = (16..=64).contains(&hash.len()) && hash.bytes().all(|b| b.is_ascii_hexdigit());
+            Some((seq.trim().parse::<u64>().ok()?, hash)).filter(|_| ok)
+        });
+        let Some((seq, hash)) = parsed else {
+            anyhow::bail!(
+                "--anchor {a:?}: expected SEQ:HASH as `reagent audit verify` prints it, e.g. 42:3f9a0c… (at least 16 hex digits)"
+            );
+        };
+        match store.event_raw(seq)? {
+            None => {
+                return Ok(Some(format!(
+                    "anchor {seq}: the log has no entry {seq} any more (it was cut short)"
+                )));
+            }
+            Some(e) if !e.hash.starts_with(&hash) => {
+                return Ok(Some(format!(
+                    "anchor {seq}: entry {seq} now hashes to {}, not {hash}: the log was rewritten after the anchor was taken",
+                    short(&e.hash)
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(None)
+}
+
+fn verify(ws: &Workspace, json: bool, anchors: &[String]) -> anyhow::Result<ExitCode> {
     let store = open(ws)?;
     let result = store.verify_chain()?;
     let head = store.head()?;
+    let result = match result {
+        Ok(n) => match check_anchors(&store, anchors)? {
+            None => Ok(n),
+            Some(problem) => {
+                if json {
+                    let v = serde_json::json!({"ok": false, "events": n, "head": head.1, "anchor": problem});
+                    println!("{v}");
+                } else {
+                    println!("{problem}");
+                }
+                return Ok(ExitCode::from(EXIT_FAILED));
+            }
+        },
+        Err(b) => Err(b),
+    };
     match result {
         Ok(n) => {
             if json {
@@ -190,6 +249,15 @@ fn verify(ws: &Workspace, json: bool) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string(&v)?);
             } else {
                 println!("ok: {n} events, chain head {}", short(&head.1));
+                if n > 0 {
+                    println!(
+                        "anchor {n}:{} — keep it where this workspace's user cannot write; `reagent audit verify --anchor {n}:HASH` later proves entries 1–{n} unchanged",
+                        head.1
+                    );
+                }
+                for a in anchors {
+                    println!("anchor {a}: matches");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -294,8 +362,8 @@ fn show(ws: &Workspace, campaign: Option<u64>, json: bool, from: u64) -> anyhow:
                 e.seq,
                 iso_utc(e.at_ms),
                 e.campaign.map_or("-".into(), |c| format!("c{c}")),
-                kind,
-                summary
+                term::line(kind),
+                term::line(&summary)
             )?;
         }
     }

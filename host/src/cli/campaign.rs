@@ -12,7 +12,7 @@ use crate::campaign::config::{self, Campaign};
 use crate::campaign::engine::{Progress, View, allotment};
 use crate::campaign::report;
 use crate::campaign::state::{CampaignRow, CampaignState, EventBody, TrialStatus};
-use crate::cli::approvals;
+use crate::cli::{approvals, term};
 use crate::governance::{self, Identity};
 use crate::sandbox::Sandbox;
 use crate::store::{Store, now_ms};
@@ -84,7 +84,12 @@ pub fn print_progress(p: Progress) {
             stage,
             reason,
         } => {
-            println!("{} [c{campaign}] == {} == {reason}", ts(), stage.name())
+            println!(
+                "{} [c{campaign}] == {} == {}",
+                ts(),
+                stage.name(),
+                term::line(&reason)
+            )
         }
         Progress::Proposed {
             campaign,
@@ -103,7 +108,11 @@ pub fn print_progress(p: Progress) {
             trial,
             title,
         } => {
-            println!("{} [c{campaign}] launch  t{trial:<4} {title}", ts())
+            println!(
+                "{} [c{campaign}] launch  t{trial:<4} {}",
+                ts(),
+                term::line(&title)
+            )
         }
         Progress::Finished {
             campaign,
@@ -113,9 +122,17 @@ pub fn print_progress(p: Progress) {
             status,
         } => match objective {
             Some(v) if status == TrialStatus::Succeeded => {
-                println!("{} [c{campaign}] done    t{trial:<4} {v:.6}  {title}", ts())
+                println!(
+                    "{} [c{campaign}] done    t{trial:<4} {v:.6}  {}",
+                    ts(),
+                    term::line(&title)
+                )
             }
-            _ => println!("{} [c{campaign}] FAILED  t{trial:<4} {title}", ts()),
+            _ => println!(
+                "{} [c{campaign}] FAILED  t{trial:<4} {}",
+                ts(),
+                term::line(&title)
+            ),
         },
         Progress::Diagnosed {
             campaign,
@@ -129,11 +146,13 @@ pub fn print_progress(p: Progress) {
                 crate::strategy::failure_class_name(class)
             )
         }
-        Progress::Note { campaign, text } => println!("{} [c{campaign}] {text}", ts()),
+        Progress::Note { campaign, text } => {
+            println!("{} [c{campaign}] {}", ts(), term::line(&text))
+        }
         Progress::Summary { campaign, text } => {
             // Live progress is for people watching; logs get the events.
             if std::io::stdout().is_terminal() {
-                println!("{} [c{campaign}] \x1b[2m{text}\x1b[0m", ts());
+                println!("{} [c{campaign}] \x1b[2m{}\x1b[0m", ts(), term::line(&text));
             }
         }
         Progress::Done {
@@ -141,7 +160,12 @@ pub fn print_progress(p: Progress) {
             state,
             summary,
         } => {
-            println!("{} [c{campaign}] {}: {summary}", ts(), state.name())
+            println!(
+                "{} [c{campaign}] {}: {}",
+                ts(),
+                state.name(),
+                term::line(&summary)
+            )
         }
     }
 }
@@ -231,12 +255,13 @@ fn preflight(spec: &Campaign, sandbox: &Sandbox) -> anyhow::Result<Vec<String>> 
             };
             lines.push(format!(
                 "llm       {} at {}: {key}; ≤ {} tokens for the campaign, ≤ {} per answer, ≤ {} calls per proposal, {:?} timeout; every prompt and answer is recorded",
-                l.model, l.url, l.token_budget, l.max_tokens, l.max_calls, l.timeout
+                l.model, l.shown_url(), l.token_budget, l.max_tokens, l.max_calls, l.timeout
             ));
         }
         (Some(l), false) => lines.push(format!(
             "llm       {} at {} is configured but not granted: strategies get no language model",
-            l.model, l.url
+            l.model,
+            l.shown_url()
         )),
         (None, _) => {}
     }
@@ -273,6 +298,17 @@ fn preflight(spec: &Campaign, sandbox: &Sandbox) -> anyhow::Result<Vec<String>> 
         spec.job.time_limit
     ));
     lines.push(format!("command   {}", spec.job.command.join(" ")));
+    let in_code = spec.knobs_in_code();
+    if !in_code.is_empty() {
+        lines.push(format!(
+            "warning   {} pasted into shell or interpreter code (the argument after -c/-e): an out-of-space value with a quote, space, `;`, `$` or any character beyond letters, digits and ._+-=,:/@% is refused, never run; pass each knob as its own argument or read $REAGENT_PARAMS instead",
+            in_code
+                .iter()
+                .map(|k| format!("{{{k}}}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     if let (true, Some(opts)) = (spec.job.backend == "slurm", &spec.job.slurm) {
         lines.push(crate::jobs::slurm::preflight(opts)?);
     }
@@ -664,7 +700,7 @@ fn status_json(store: &Store, c: &CampaignRow) -> anyhow::Result<serde_json::Val
         "reserved": {"cpu_hours": c.ledger.reserved_cpu, "gpu_hours": c.ledger.reserved_gpu},
         "budget": {"cpu_hours": c.budget().cpu_hours, "gpu_hours": c.budget().gpu_hours, "max_trials": c.budget().max_trials},
         "llm": c.spec.llm.as_ref().filter(|_| c.spec.strategies.grants.llm).map(|l| serde_json::json!({
-            "model": l.model, "url": l.url, "tokens_used": c.llm_tokens, "token_budget": l.token_budget,
+            "model": l.model, "url": l.shown_url(), "tokens_used": c.llm_tokens, "token_budget": l.token_budget,
         })),
         "note": c.note,
         "pending_approvals": store
@@ -706,7 +742,7 @@ pub fn status(ws: &Workspace, id: Option<u64>, json: bool) -> anyhow::Result<Exi
         println!(
             "{:>3}  {:<20} {:<17} stage {:<9} trials {} done, {} running, {} failed, {} queued   CPU-h {:.3}/{}",
             v["id"],
-            v["name"].as_str().unwrap_or(""),
+            term::line(v["name"].as_str().unwrap_or("")),
             v["state"].as_str().unwrap_or(""),
             v["stage"].as_str().unwrap_or(""),
             v["trials"]["succeeded"],
@@ -733,14 +769,14 @@ pub fn status(ws: &Workspace, id: Option<u64>, json: bool) -> anyhow::Result<Exi
             );
         }
         if let Some(n) = v["note"].as_str() {
-            println!("     {n}");
+            println!("     {}", term::line(n));
         }
         for a in v["pending_approvals"].as_array().into_iter().flatten() {
             println!(
                 "     waiting for approval {} ({}): {} — `reagent approve {}`",
                 a["id"],
                 a["kind"].as_str().unwrap_or(""),
-                a["summary"].as_str().unwrap_or(""),
+                term::line(a["summary"].as_str().unwrap_or("")),
                 a["id"]
             );
         }
@@ -787,7 +823,7 @@ pub fn trials(ws: &Workspace, id: u64, json: bool) -> anyhow::Result<ExitCode> {
         let changes: Vec<String> = t
             .assignments
             .iter()
-            .map(|a| format!("{}={}", a.knob, render_value(&a.value)))
+            .map(|a| term::line(&format!("{}={}", a.knob, render_value(&a.value))).into_owned())
             .collect();
         println!(
             "{:>5} {:>4} {:<9} {:<10} {:>5} {:>12}  {}{}",
@@ -804,7 +840,7 @@ pub fn trials(ws: &Workspace, id: u64, json: bool) -> anyhow::Result<ExitCode> {
             },
             t.action_taken
                 .as_ref()
-                .map_or(String::new(), |a| format!("   [{a}]"))
+                .map_or(String::new(), |a| format!("   [{}]", term::line(a)))
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -820,7 +856,9 @@ pub fn report_cmd(
     let view = View::load(&store, id)?;
     let r = report::build(&view);
     let text = match format {
-        ReportFormat::Md => report::markdown(&r),
+        // Titles and rationales are strategies' words: no control or
+        // bidi characters reach a terminal or a Markdown viewer raw.
+        ReportFormat::Md => term::block(&report::markdown(&r)).into_owned(),
         ReportFormat::Json => serde_json::to_string_pretty(&r)? + "\n",
     };
     match out {

@@ -10,6 +10,7 @@ use anyhow::{Context as _, bail};
 use clap::Subcommand;
 
 use crate::campaign::state::CampaignRow;
+use crate::cli::term;
 use crate::insights::{self, InsightRecord};
 use crate::store::Store;
 use crate::strategy::{Direction, Phase, failure_class_name, render_value};
@@ -171,9 +172,11 @@ fn hours(x: f64) -> String {
     }
 }
 
-/// `lr 0.3 → 0.1, optimizer sgd → adam`.
+/// `lr 0.3 → 0.1, optimizer sgd → adam` (terminal-safe: knob names and
+/// values may come from an imported file).
 fn change(r: &InsightRecord) -> String {
-    r.assignments
+    let text = r
+        .assignments
         .iter()
         .map(|a| match r.baseline.iter().find(|b| b.knob == a.knob) {
             Some(b) => format!(
@@ -185,7 +188,8 @@ fn change(r: &InsightRecord) -> String {
             None => format!("{} → {}", a.knob, render_value(&a.value)),
         })
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    term::line(&text).into_owned()
 }
 
 /// `+0.0123 ± 0.0040`, or `—` when there is no effect.
@@ -235,7 +239,7 @@ fn list(store: &Store, filter: &Filter, json: bool) -> anyhow::Result<ExitCode> 
         .map(|r| {
             [
                 r.id.get(..8).unwrap_or(&r.id).to_string(),
-                r.campaign.clone(),
+                term::line(&r.campaign).into_owned(),
                 change(r),
                 effect(r),
                 format!("{}/{}", r.trials, r.failed),
@@ -315,7 +319,7 @@ fn find(store: &Store, ws: &Workspace, prefix: &str) -> anyhow::Result<InsightRe
             let candidates: Vec<String> = found
                 .iter()
                 .take(10)
-                .map(|r| format!("  {}  {}: {}", r.id, r.campaign, change(r)))
+                .map(|r| format!("  {}  {}: {}", r.id, term::line(&r.campaign), change(r)))
                 .collect();
             bail!(
                 "`{prefix}` is the start of {n} insight records; give more digits:\n{}{}",
@@ -347,12 +351,12 @@ fn show(store: &Store, ws: &Workspace, id: &str, json: bool) -> anyhow::Result<E
     writeln!(
         out,
         "campaign   {}{}",
-        r.campaign,
+        term::line(&r.campaign),
         r.campaign_id.map_or(String::new(), |c| format!(
             " (campaign {c} in this workspace)"
         ))
     )?;
-    writeln!(out, "origin     {}", r.origin)?;
+    writeln!(out, "origin     {}", term::line(&r.origin))?;
     writeln!(out, "recorded   {}", r.recorded)?;
     writeln!(
         out,
@@ -360,11 +364,11 @@ fn show(store: &Store, ws: &Workspace, id: &str, json: bool) -> anyhow::Result<E
         if r.tags.is_empty() {
             "—".to_string()
         } else {
-            r.tags.join(", ")
+            term::line(&r.tags.join(", ")).into_owned()
         }
     )?;
-    writeln!(out, "objective  {direction} {}", r.metric)?;
-    writeln!(out, "title      {}", r.title)?;
+    writeln!(out, "objective  {direction} {}", term::line(&r.metric))?;
+    writeln!(out, "title      {}", term::line(&r.title))?;
     writeln!(out, "phase      {phase}")?;
     writeln!(out, "change     {}", change(&r))?;
     match (r.effect, r.ci95_low, r.ci95_high) {
@@ -395,7 +399,11 @@ fn show(store: &Store, ws: &Workspace, id: &str, json: bool) -> anyhow::Result<E
     )?;
     writeln!(out, "failure    {}", failure(&r))?;
     if let Some(g) = &r.guard_violation {
-        writeln!(out, "guard      {g} (not shown to strategies as evidence)")?;
+        writeln!(
+            out,
+            "guard      {} (not shown to strategies as evidence)",
+            term::line(g)
+        )?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

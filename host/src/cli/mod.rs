@@ -14,6 +14,7 @@ pub mod demo;
 pub mod insights;
 pub mod scaffold;
 pub mod strategy;
+pub mod term;
 
 /// Reagent: proposes hypotheses, runs training jobs, debugs failures and
 /// hands back an improvement proposal with measured evidence.
@@ -201,7 +202,13 @@ pub fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    let ws = || Workspace::find(cli.workspace.as_deref());
+    let ws = || {
+        Workspace::find(cli.workspace.as_deref()).inspect(|w| {
+            if let Some(warning) = w.exposure() {
+                eprintln!("warning: {warning}");
+            }
+        })
+    };
     let result = match cli.command {
         Command::Init { ref dir } => campaign::init(dir.clone().or_else(|| cli.workspace.clone())),
         Command::Plan {
@@ -269,7 +276,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", term::block(&format!("{e:#}")));
             ExitCode::from(campaign::EXIT_USAGE)
         }
     }

@@ -143,16 +143,46 @@ impl Identity {
     }
 }
 
-/// The OS user running this process.
+/// The OS user running this process: the name of its real uid in the
+/// user database, or `uid:N` when it has none.
+///
+/// Never taken from the environment: `$USER` and `$LOGNAME` are whatever
+/// the caller set (a job once approved a plan as someone else with
+/// `USER=<name> reagent approve`).
 pub fn os_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| {
-            // SAFETY: getuid has no preconditions.
-            #[allow(unsafe_code)]
-            let uid = unsafe { libc::getuid() };
-            format!("uid:{uid}")
-        })
+    // SAFETY: getuid has no preconditions.
+    #[allow(unsafe_code)]
+    let uid = unsafe { libc::getuid() };
+    user_name(uid).unwrap_or_else(|| format!("uid:{uid}"))
+}
+
+/// The user database's name for `uid` (getpwuid_r), if it has one.
+pub fn user_name(uid: libc::uid_t) -> Option<String> {
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: passwd is a plain C struct for which all-zero is valid.
+        #[allow(unsafe_code)]
+        let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is to a live local or to `buf`, whose length
+        // is passed; getpwuid_r writes the entry's strings into `buf` only.
+        #[allow(unsafe_code)]
+        let r = unsafe {
+            libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut found)
+        };
+        if r == libc::ERANGE && buf.len() < (1 << 20) {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if r != 0 || found.is_null() || pw.pw_name.is_null() {
+            return None;
+        }
+        // SAFETY: on success pw_name points to a NUL-terminated string in
+        // `buf`, which is still alive.
+        #[allow(unsafe_code)]
+        let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) };
+        return Some(name.to_string_lossy().into_owned()).filter(|n| !n.is_empty());
+    }
 }
 
 /// sha256 of the canonical JSON of `payload` (object keys sorted at every
