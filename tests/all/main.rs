@@ -17,3 +17,4 @@ mod researcher;
 mod slurm;
 mod support;
 mod surface;
+mod trust;
