@@ -94,10 +94,7 @@ pub struct InsightRecord {
     pub guard_violation: Option<String>,
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time in milliseconds.
-pub fn iso_utc(ms: u64) -> String {
-    crate::governance::utc(ms).replace(' ', "T") + "Z"
-}
+pub use crate::time::iso_utc;
 
 /// Rounds to 12 significant digits. Such numbers print in at most 12
 /// digits and read back bit-identically (longer ones may come back one

@@ -13,4 +13,5 @@ pub mod llm;
 pub mod sandbox;
 pub mod store;
 pub mod strategy;
+pub mod time;
 pub mod workspace;

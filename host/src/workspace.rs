@@ -195,6 +195,37 @@ impl Workspace {
     }
 }
 
+/// Loads both strategies under their grants; each must be accepted.
+pub fn inspect_strategies<'a>(
+    s: &'a crate::campaign::config::StrategiesConfig,
+    sandbox: &Sandbox,
+) -> anyhow::Result<
+    Vec<(
+        &'static str,
+        &'a crate::strategy::StrategySource,
+        crate::sandbox::ComponentInfo,
+    )>,
+> {
+    let mut out = Vec::new();
+    for (role, source) in [("generator", &s.generator), ("debugger", &s.debugger)] {
+        let info = sandbox
+            .inspect(source, &s.grants)
+            .with_context(|| format!("{role} {source}"))?;
+        if !info.accepted {
+            bail!(
+                "{role} {source} is refused: {}",
+                info.refusals
+                    .iter()
+                    .map(|r| format!("{}: {}", r.import, r.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+        }
+        out.push((role, source, info));
+    }
+    Ok(out)
+}
+
 /// What a driver keeps across passes: loaded strategies, and campaign
 /// views (valid while nobody else committed).
 #[derive(Default)]

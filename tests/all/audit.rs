@@ -207,8 +207,13 @@ fn a_finished_campaign_verifies_and_every_decision_replays_identically() {
     assert_eq!(v["break"], Value::Null, "{v}");
     let o = p.reagent(&["audit", "verify"]);
     assert_eq!(
-        text(&o).trim(),
+        text(&o).lines().next().unwrap(),
         format!("ok: {} events, chain head {}", f.events, &f.head[..16])
+    );
+    assert!(
+        text(&o).contains(&format!("anchor {}:{} — keep it", f.events, f.head)),
+        "{}",
+        text(&o)
     );
 
     // Both roles made decisions, and each replays bit-identically.

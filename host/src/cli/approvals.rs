@@ -8,34 +8,9 @@ use clap::Subcommand;
 
 use crate::cli::term;
 use crate::governance::policy::{Policy, Principal};
-use crate::governance::{
-    self, ApprovalKind, ApprovalRow, ApprovalState, Decision, Identity, facts, utc,
-};
-use crate::store::{Store, now_ms};
+use crate::governance::{self, ApprovalKind, ApprovalRow, ApprovalState, Decision, Identity, utc};
+use crate::store::now_ms;
 use crate::workspace::{self, Workspace};
-
-/// JSON for one request: the fields `reagent approvals --json` promises.
-pub fn approval_json(a: &ApprovalRow) -> serde_json::Value {
-    serde_json::json!({
-        "id": a.id,
-        "campaign": a.campaign,
-        "kind": a.kind.name(),
-        "state": a.state.name(),
-        "created": iso(a.created_ms),
-        "created_ms": a.created_ms,
-        "expires": iso(a.expires_ms),
-        "expires_ms": a.expires_ms,
-        "requested_by": a.requested_by,
-        "summary": a.summary,
-        "payload": a.payload,
-        "payload_hash": a.payload_hash,
-        "hypothesis": a.hypothesis,
-        "decided_by": a.decided_by,
-        "decided": a.decided_ms.map(iso),
-        "note": a.note,
-        "applied": a.applied,
-    })
-}
 
 /// Values longer than this are shown by length and hash, with their start.
 const SHOWN_VALUE_CHARS: usize = 200;
@@ -75,10 +50,6 @@ fn out_of_space_values(a: &ApprovalRow) -> Vec<String> {
         .collect()
 }
 
-fn iso(ms: u64) -> String {
-    utc(ms).replace(' ', "T") + "Z"
-}
-
 /// `reagent approvals`: pending requests (all with `all`).
 pub fn list(
     ws: &Workspace,
@@ -95,7 +66,7 @@ pub fn list(
         .filter(|a| campaign.is_none_or(|c| a.campaign == c))
         .collect();
     if json {
-        let out: Vec<serde_json::Value> = rows.iter().map(approval_json).collect();
+        let out: Vec<serde_json::Value> = rows.iter().map(governance::approval_json).collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -291,51 +262,6 @@ fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
-/// Approves campaign `campaign`'s pending plan request as `who` (the
-/// operator's `--yes`). The policy decides whether they may.
-pub fn approve_plan(
-    store: &Store,
-    policy: &Policy,
-    campaign: u64,
-    who: &Identity,
-    note: &str,
-) -> anyhow::Result<ApprovalRow> {
-    let request = store
-        .approvals_of(campaign)?
-        .into_iter()
-        .rev()
-        .find(|a| a.kind == ApprovalKind::Plan)
-        .with_context(|| format!("campaign {campaign} has no plan approval request"))?;
-    governance::settle(
-        store,
-        Decision {
-            id: request.id,
-            approve: true,
-            by: who,
-            note: note.into(),
-            expect_hash: None,
-            now: now_ms(),
-        },
-        policy,
-    )
-}
-
-/// Auto-approval: whether the policy approves `row` without a human.
-pub fn auto_approves(
-    policy: &Policy,
-    row: &ApprovalRow,
-    campaign: &crate::campaign::state::CampaignRow,
-) -> Option<String> {
-    let verdict = policy.decide(&Principal::Auto, &facts(row, Some(campaign)));
-    verdict.allowed.then(|| {
-        if verdict.reasons.is_empty() {
-            "auto-approved by policy".to_string()
-        } else {
-            format!("auto-approved by policy ({})", verdict.reasons.join(", "))
-        }
-    })
-}
-
 /// `reagent amend ID FILE`: asks to change a running campaign's strategies
 /// and grants, or to raise its budget, from an edited campaign file. Each
 /// kind of change is an approval request (`--yes` approves it on the spot
@@ -403,7 +329,7 @@ pub fn amend(
     };
     let mut requests = Vec::new();
     if new.strategies != row.spec.strategies {
-        crate::cli::campaign::inspect_strategies(&new.strategies, &sandbox)?;
+        workspace::inspect_strategies(&new.strategies, &sandbox)?;
         let s = &new.strategies;
         requests.push(operator_request(
             ApprovalKind::StrategyChange,

@@ -12,7 +12,7 @@ use crate::campaign::config::{self, Campaign};
 use crate::campaign::engine::{Progress, View, allotment};
 use crate::campaign::report;
 use crate::campaign::state::{CampaignRow, CampaignState, EventBody, TrialStatus};
-use crate::cli::{approvals, term};
+use crate::cli::term;
 use crate::governance::{self, Identity};
 use crate::sandbox::Sandbox;
 use crate::store::{Store, now_ms};
@@ -174,41 +174,10 @@ fn load_campaign_file(path: &Path) -> anyhow::Result<Campaign> {
     config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Loads both strategies under their grants; each must be accepted.
-pub fn inspect_strategies<'a>(
-    s: &'a crate::campaign::config::StrategiesConfig,
-    sandbox: &Sandbox,
-) -> anyhow::Result<
-    Vec<(
-        &'static str,
-        &'a crate::strategy::StrategySource,
-        crate::sandbox::ComponentInfo,
-    )>,
-> {
-    let mut out = Vec::new();
-    for (role, source) in [("generator", &s.generator), ("debugger", &s.debugger)] {
-        let info = sandbox
-            .inspect(source, &s.grants)
-            .with_context(|| format!("{role} {source}"))?;
-        if !info.accepted {
-            bail!(
-                "{role} {source} is refused: {}",
-                info.refusals
-                    .iter()
-                    .map(|r| format!("{}: {}", r.import, r.reason))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            );
-        }
-        out.push((role, source, info));
-    }
-    Ok(out)
-}
-
 /// Checks what can be checked before any spend.
 fn preflight(spec: &Campaign, sandbox: &Sandbox) -> anyhow::Result<Vec<String>> {
     let mut lines = Vec::new();
-    for (role, source, info) in inspect_strategies(&spec.strategies, sandbox)? {
+    for (role, source, info) in workspace::inspect_strategies(&spec.strategies, sandbox)? {
         let l = &spec.strategies.limits;
         lines.push(format!(
             "{role:<9} {source}: {} world, sha256 {}",
@@ -451,7 +420,7 @@ pub fn plan(
             expect_hash: None,
             now,
         };
-        if let Some(note) = approvals::auto_approves(&policy, &request, &row) {
+        if let Some(note) = governance::auto_approves(&policy, &request, &row) {
             governance::settle_in(tx, decision(&Identity::Policy, note), &policy)?;
         } else if yes
             && let Err(e) = governance::settle_in(
@@ -483,7 +452,7 @@ pub fn plan(
                 "gpu_hours_per_trial": row.spec.gpu_reservation(),
                 "slate": slate,
                 "preflight": preflight_lines,
-                "approval": store.approval(request.id)?.map(|a| approvals::approval_json(&a)),
+                "approval": store.approval(request.id)?.map(|a| governance::approval_json(&a)),
             }))?
         );
     } else {
@@ -561,7 +530,7 @@ fn preview_slate(
 /// Records the operator's approval of campaign `id`'s plan.
 fn approve(ws: &Workspace, store: &Store, id: u64) -> anyhow::Result<()> {
     let policy = ws.policy()?;
-    approvals::approve_plan(
+    governance::approve_plan(
         store,
         &policy,
         id,

@@ -776,28 +776,75 @@ pub fn facts(row: &ApprovalRow, campaign: Option<&CampaignRow>) -> policy::Reque
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS` (UTC) for a Unix time in milliseconds.
-pub fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
+/// JSON for one request: the fields `reagent approvals --json` promises.
+pub fn approval_json(a: &ApprovalRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": a.id,
+        "campaign": a.campaign,
+        "kind": a.kind.name(),
+        "state": a.state.name(),
+        "created": crate::time::iso_utc(a.created_ms),
+        "created_ms": a.created_ms,
+        "expires": crate::time::iso_utc(a.expires_ms),
+        "expires_ms": a.expires_ms,
+        "requested_by": a.requested_by,
+        "summary": a.summary,
+        "payload": a.payload,
+        "payload_hash": a.payload_hash,
+        "hypothesis": a.hypothesis,
+        "decided_by": a.decided_by,
+        "decided": a.decided_ms.map(crate::time::iso_utc),
+        "note": a.note,
+        "applied": a.applied,
+    })
+}
+
+/// Approves campaign `campaign`'s pending plan request as `who` (the
+/// operator's `--yes`). The policy decides whether they may.
+pub fn approve_plan(
+    store: &Store,
+    policy: &policy::Policy,
+    campaign: u64,
+    who: &Identity,
+    note: &str,
+) -> anyhow::Result<ApprovalRow> {
+    let request = store
+        .approvals_of(campaign)?
+        .into_iter()
+        .rev()
+        .find(|a| a.kind == ApprovalKind::Plan)
+        .ok_or_else(|| anyhow::anyhow!("campaign {campaign} has no plan approval request"))?;
+    settle(
+        store,
+        Decision {
+            id: request.id,
+            approve: true,
+            by: who,
+            note: note.into(),
+            expect_hash: None,
+            now: crate::time::now_ms(),
+        },
+        policy,
     )
 }
+
+/// Auto-approval: whether the policy approves `row` without a human.
+pub fn auto_approves(
+    policy: &policy::Policy,
+    row: &ApprovalRow,
+    campaign: &crate::campaign::state::CampaignRow,
+) -> Option<String> {
+    let verdict = policy.decide(&policy::Principal::Auto, &facts(row, Some(campaign)));
+    verdict.allowed.then(|| {
+        if verdict.reasons.is_empty() {
+            "auto-approved by policy".to_string()
+        } else {
+            format!("auto-approved by policy ({})", verdict.reasons.join(", "))
+        }
+    })
+}
+
+pub use crate::time::utc;
 
 #[cfg(test)]
 mod tests {
@@ -811,12 +858,5 @@ mod tests {
         assert_eq!(payload_hash(&a), payload_hash(&b));
         let c = serde_json::json!({"b": 1, "a": {"y": [2, 1], "x": "s"}});
         assert_ne!(payload_hash(&a), payload_hash(&c));
-    }
-
-    #[test]
-    fn utc_renders_known_instants() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00");
-        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00");
-        assert_eq!(utc(1_795_690_800_000), "2026-11-26 11:00:00");
     }
 }
