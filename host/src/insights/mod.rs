@@ -1,0 +1,467 @@
+//! Insight records: what one campaign learned about one change, kept by the
+//! workspace so later campaigns (and other workspaces) can start from it.
+//!
+//! A record is derived by the host from a finished campaign's stored trials
+//! (never from a strategy's words, never from the holdout metric) and
+//! written in the same transaction as the campaign's terminal state. Records
+//! travel between workspaces as JSON lines (`reagent insights
+//! export|import`). Strategies read them through the `insights` import, only
+//! records of other campaigns and only those that apply to the calling
+//! campaign (see [`InsightRecord::applies_to`]). docs/insights.md is the
+//! user-facing reference for every field.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::campaign::config::Campaign;
+use crate::campaign::engine::View;
+use crate::campaign::state::{EventBody, HypothesisStatus, Stage, TrialStatus};
+use crate::campaign::stats;
+use crate::store::{Store, Tx};
+use crate::strategy::{Assignment, FailureClass, Insight, Phase, validate};
+
+/// At most this many records (the most recently stored) are served to a
+/// strategy call; older ones stay in the workspace and in exports.
+pub const SERVE_LIMIT: usize = 10_000;
+
+/// `origin` of a record derived in this workspace.
+pub const RECORDED: &str = "recorded";
+
+mod record;
+
+pub use crate::time::iso_utc;
+use record::round12;
+pub use record::{
+    FIELD_CAPS, FieldCaps, InsightRecord, LineError, MAX_LINE_ERRORS, ParseErrors, content_id,
+    parse_jsonl, to_jsonl,
+};
+
+fn phase_of(stage: Stage) -> Phase {
+    match stage {
+        Stage::Combine => Phase::Combine,
+        Stage::Exploit | Stage::Confirm | Stage::Done => Phase::Exploit,
+        Stage::Plan | Stage::Validate => Phase::Validate,
+    }
+}
+
+/// The records a campaign's stored trials support: one per hypothesis
+/// other than the baseline that has a succeeded or a failed trial and
+/// either a measurable effect or a failure. Hypotheses never run (waiting
+/// for approval, dropped, cancelled before they ran) have none. The effect
+/// compares the hypothesis' confirmation runs with the baseline's when both
+/// have them, else its exploration runs with the baseline's (as the
+/// report does); the holdout metric is never read.
+pub fn derive(view: &View, recorded_ms: u64) -> Vec<InsightRecord> {
+    let spec = &view.row.spec;
+    let direction = spec.objective.direction;
+    let eval_var = view.eval_stderr().map_or(0.0, |s| s * s);
+    // One pass over the trials (campaigns may hold 100,000 of them).
+    #[derive(Default)]
+    struct Arm<'a> {
+        explore: Vec<f64>,
+        confirm: Vec<f64>,
+        succeeded: u32,
+        failed: u32,
+        cpu: f64,
+        gpu: f64,
+        last_failure: Option<(u64, FailureClass)>,
+        guard: Option<&'a str>,
+    }
+    let mut arms: HashMap<u64, Arm> = HashMap::new();
+    for t in &view.trials {
+        let arm = arms.entry(t.hypothesis).or_default();
+        arm.cpu += t.spent_cpu;
+        arm.gpu += t.spent_gpu;
+        match t.status {
+            TrialStatus::Succeeded => {
+                arm.succeeded += 1;
+                if let Some(v) = t.objective {
+                    if t.stage == Stage::Confirm {
+                        arm.confirm.push(v);
+                    } else {
+                        arm.explore.push(v);
+                    }
+                }
+            }
+            TrialStatus::Failed => {
+                arm.failed += 1;
+                let class = t.failure.unwrap_or(FailureClass::Unknown);
+                if arm.last_failure.is_none_or(|(id, _)| t.id > id) {
+                    arm.last_failure = Some((t.id, class));
+                }
+            }
+            _ => {}
+        }
+        if let Some(g) = &t.guard_violation {
+            arm.guard.get_or_insert(g);
+        }
+    }
+    let empty = Arm::default();
+    let base = arms.get(&0).unwrap_or(&empty);
+    let recorded = iso_utc(recorded_ms);
+    let mut out = Vec::new();
+    for h in &view.hypotheses {
+        if h.id == 0 {
+            continue;
+        }
+        let Some(arm) = arms.get(&h.id) else {
+            continue;
+        };
+        if arm.succeeded == 0 && arm.failed == 0 {
+            continue;
+        }
+        let failed_out =
+            arm.failed > 0 && (arm.succeeded == 0 || h.status == HypothesisStatus::Excluded);
+        let failure = if failed_out {
+            arm.last_failure.map(|(_, class)| class)
+        } else {
+            None
+        };
+        let confirmed = !arm.confirm.is_empty() && !base.confirm.is_empty();
+        let (treated, baseline) = if confirmed {
+            (&arm.confirm, &base.confirm)
+        } else {
+            (&arm.explore, &base.explore)
+        };
+        let effect = match (stats::summarize(baseline), stats::summarize(treated)) {
+            (Some(b), Some(t)) => Some(stats::effect(direction, &b, &t, eval_var)),
+            _ => None,
+        };
+        if effect.is_none() && failure.is_none() {
+            // Succeeded, but the baseline was never measured: nothing learned.
+            continue;
+        }
+        let assignments = h.hypothesis.assignments.clone();
+        if assignments.is_empty() {
+            continue;
+        }
+        let baseline_values = assignments
+            .iter()
+            .filter_map(|a| {
+                spec.knob(&a.knob).map(|k| Assignment {
+                    knob: a.knob.clone(),
+                    value: k.baseline.clone(),
+                })
+            })
+            .collect();
+        let mut record = InsightRecord {
+            id: String::new(),
+            campaign: spec.name.clone(),
+            campaign_id: Some(view.row.id),
+            origin: RECORDED.into(),
+            recorded: recorded.clone(),
+            tags: spec.tags.clone(),
+            metric: spec.objective.metric.clone(),
+            direction,
+            title: h.hypothesis.title.clone(),
+            phase: phase_of(h.stage),
+            assignments,
+            baseline: baseline_values,
+            effect: effect.map(|e| round12(e.estimate)),
+            ci95_low: effect.map(|e| round12(e.ci95_low)),
+            ci95_high: effect.map(|e| round12(e.ci95_high)),
+            confirmed: confirmed && effect.is_some(),
+            trials: arm.succeeded,
+            failed: arm.failed,
+            cost_cpu_hours: round12(arm.cpu),
+            cost_gpu_hours: round12(arm.gpu),
+            failure,
+            guard_violation: arm.guard.map(str::to_string),
+        };
+        record.id = content_id(&record);
+        out.push(record);
+    }
+    out
+}
+
+/// Stores a campaign's records and their `insights-recorded` event, in the
+/// caller's transaction (the one that ends the campaign). Records already
+/// present (same id) are not stored twice. Returns how many were new.
+pub fn record(
+    tx: &mut Tx,
+    campaign: u64,
+    name: &str,
+    records: &[InsightRecord],
+) -> anyhow::Result<usize> {
+    if records.is_empty() {
+        return Ok(0);
+    }
+    let mut stored = 0;
+    let mut digest = Sha256::new();
+    for r in records {
+        let bytes = serde_json::to_vec(r)?;
+        if tx.put_insight(&r.id, &bytes)? {
+            stored += 1;
+            digest.update(&bytes);
+            digest.update(b"\n");
+        }
+    }
+    tx.append(
+        Some(campaign),
+        EventBody::InsightsRecorded {
+            campaign: name.to_string(),
+            count: stored as u64,
+            sha256: hex::encode(digest.finalize()),
+        },
+    )?;
+    Ok(stored)
+}
+
+impl InsightRecord {
+    /// Whether a campaign can use this record: every knob it changes exists
+    /// there and each value is of that knob's kind (a number for float and
+    /// log-float knobs, an integer for int, a string for categorical, a
+    /// boolean for flag). Ranges and choices are not checked: a value
+    /// outside this campaign's space is still evidence, and a proposal
+    /// built on it goes to a human like any out-of-space value.
+    pub fn applies_to(&self, spec: &Campaign) -> bool {
+        self.assignments.iter().all(|a| {
+            spec.knob(&a.knob)
+                .is_some_and(|k| validate::kind(k, &a.value).is_ok())
+        })
+    }
+
+    /// The record as the `insights` import returns it. A record without an
+    /// effect (a change that never succeeded) reads as effect 0 with the
+    /// interval [0, 0]; its `failure` says why.
+    pub fn to_insight(&self) -> Insight {
+        Insight {
+            assignments: self.assignments.clone(),
+            campaign: self.campaign.clone(),
+            tags: self.tags.clone(),
+            metric: self.metric.clone(),
+            effect: self.effect.unwrap_or(0.0),
+            ci95_low: self.ci95_low.unwrap_or(0.0),
+            ci95_high: self.ci95_high.unwrap_or(0.0),
+            trials: self.trials,
+            cost_cpu_hours: self.cost_cpu_hours,
+            failure: self.failure,
+        }
+    }
+
+    /// Whether strategies are shown this record at all: it must say
+    /// something (an effect or a failure), and a change that broke a guard
+    /// is not offered as evidence (the contract's record cannot say so).
+    fn servable(&self) -> bool {
+        (self.effect.is_some() || self.failure.is_some()) && self.guard_violation.is_none()
+    }
+}
+
+/// What an import did (or, dry, would do).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImportOutcome {
+    /// Records new to this workspace.
+    pub imported: usize,
+    /// Records already present (same id), in the workspace or earlier in
+    /// the file.
+    pub skipped: usize,
+    /// sha256 of the file's bytes.
+    pub sha256: String,
+}
+
+/// Imports a JSON-lines file's records into the workspace in one
+/// transaction with its `insights-imported` event; nothing is written when
+/// any line is bad, or with `dry_run`. `label` names the file in messages
+/// and in each record's `origin`.
+pub fn import(
+    store: &Store,
+    label: &str,
+    bytes: &[u8],
+    dry_run: bool,
+) -> anyhow::Result<ImportOutcome> {
+    let sha256 = hex::encode(Sha256::digest(bytes));
+    let mut records = parse_jsonl(label, bytes)?;
+    let origin = format!("imported from {label} (sha256 {})", &sha256[..16]);
+    for r in &mut records {
+        r.origin = origin.clone();
+        r.campaign_id = None;
+    }
+    if dry_run {
+        let mut seen = BTreeSet::new();
+        let mut imported = 0;
+        for r in &records {
+            if seen.insert(r.id.clone()) && !store.has_insight(&r.id)? {
+                imported += 1;
+            }
+        }
+        return Ok(ImportOutcome {
+            imported,
+            skipped: records.len() - imported,
+            sha256,
+        });
+    }
+    store.write(|tx| {
+        let mut imported = 0;
+        for r in &records {
+            if tx.put_insight(&r.id, &serde_json::to_vec(r)?)? {
+                imported += 1;
+            }
+        }
+        let skipped = records.len() - imported;
+        tx.append(
+            None,
+            EventBody::InsightsImported {
+                file: label.to_string(),
+                sha256: sha256.clone(),
+                imported: imported as u64,
+                skipped: skipped as u64,
+            },
+        )?;
+        Ok(ImportOutcome {
+            imported,
+            skipped,
+            sha256: sha256.clone(),
+        })
+    })
+}
+
+/// The records a campaign's generator is shown: the [`SERVE_LIMIT`] most
+/// recently stored records of other campaigns (recorded here or imported)
+/// that apply to it and say something, newest first, in the contract's
+/// form. The `insights` import queries these with `StaticData`'s semantics.
+/// `campaign` is the campaign's id, once it has one (its own records are
+/// never shown to it).
+pub fn served(
+    store: &Store,
+    spec: &Campaign,
+    campaign: Option<u64>,
+) -> anyhow::Result<Vec<Insight>> {
+    Ok(
+        applicable(store.recent_insights(SERVE_LIMIT)?, spec, campaign)
+            .iter()
+            .map(InsightRecord::to_insight)
+            .collect(),
+    )
+}
+
+/// The records among `records` a campaign is shown (see [`served`]), in
+/// the order given.
+pub fn applicable(
+    records: Vec<InsightRecord>,
+    spec: &Campaign,
+    campaign: Option<u64>,
+) -> Vec<InsightRecord> {
+    records
+        .into_iter()
+        .filter(|r| {
+            (campaign.is_none() || r.campaign_id != campaign) && r.servable() && r.applies_to(spec)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::strategy::{Direction, Value};
+
+    fn sample() -> InsightRecord {
+        let mut r = InsightRecord {
+            id: String::new(),
+            campaign: "toy".into(),
+            campaign_id: Some(1),
+            origin: RECORDED.into(),
+            recorded: "2025-01-31T12:00:00Z".into(),
+            tags: vec!["ranker".into()],
+            metric: "valid_loss".into(),
+            direction: Direction::Minimize,
+            title: "lr 0.3 → 0.1".into(),
+            phase: Phase::Validate,
+            assignments: vec![Assignment {
+                knob: "lr".into(),
+                value: Value::Float(0.1),
+            }],
+            baseline: vec![Assignment {
+                knob: "lr".into(),
+                value: Value::Float(0.3),
+            }],
+            effect: Some(0.02),
+            ci95_low: Some(0.01),
+            ci95_high: Some(0.03),
+            confirmed: false,
+            trials: 1,
+            failed: 0,
+            cost_cpu_hours: 0.001,
+            cost_gpu_hours: 0.0,
+            failure: None,
+            guard_violation: None,
+        };
+        r.id = content_id(&r);
+        r
+    }
+
+    #[test]
+    fn the_id_covers_what_was_learned_not_where_the_copy_lives() {
+        let a = sample();
+        let mut b = a.clone();
+        b.origin = "imported from x.jsonl (sha256 0123)".into();
+        b.campaign_id = None;
+        b.id = "ffffffffffffffff".into();
+        assert_eq!(content_id(&a), content_id(&b));
+        b.effect = Some(0.021);
+        assert_ne!(content_id(&a), content_id(&b));
+        assert_eq!(a.id.len(), 16);
+    }
+
+    #[test]
+    fn lines_round_trip_and_bad_lines_are_located() {
+        let a = sample();
+        let text = to_jsonl(std::slice::from_ref(&a)).unwrap();
+        let back = parse_jsonl("f.jsonl", &text).unwrap();
+        assert_eq!(back, vec![a.clone()]);
+
+        let mut bad = text.clone();
+        bad.extend_from_slice(b"{\"campaign\": \"toy\", \"nope\": 1}\n");
+        let e = parse_jsonl("f.jsonl", &bad).unwrap_err().to_string();
+        assert!(e.starts_with("f.jsonl:2:"), "{e}");
+        assert!(e.contains("unknown field `nope`"), "{e}");
+
+        let cut = &text[..text.len() - 20];
+        let e = parse_jsonl("f.jsonl", cut).unwrap_err().to_string();
+        assert!(e.starts_with("f.jsonl:1:"), "{e}");
+        assert!(e.contains("truncated"), "{e}");
+
+        let mut empty = a.clone();
+        empty.assignments.clear();
+        empty.baseline.clear();
+        let line = to_jsonl(&[empty]).unwrap();
+        let e = parse_jsonl("g", &line).unwrap_err().to_string();
+        assert!(e.starts_with("g:1: `assignments` is empty"), "{e}");
+
+        let nan = String::from_utf8(text.clone())
+            .unwrap()
+            .replace("\"effect\":0.02", "\"effect\":NaN");
+        let e = parse_jsonl("h", nan.as_bytes()).unwrap_err().to_string();
+        assert!(e.starts_with("h:1:"), "{e}");
+    }
+
+    #[test]
+    fn applicability_needs_every_knob_with_a_value_of_its_kind() {
+        let spec = crate::campaign::config::parse(
+            "toy.toml",
+            include_str!("../../../tests/jobs/toy.toml"),
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let mut r = sample();
+        assert!(r.applies_to(&spec));
+        r.assignments[0].value = Value::Choice("0.1".into());
+        assert!(!r.applies_to(&spec), "a string for a log-float knob");
+        r.assignments[0] = Assignment {
+            knob: "momentum".into(),
+            value: Value::Float(0.9),
+        };
+        assert!(!r.applies_to(&spec), "a knob the campaign lacks");
+    }
+
+    #[test]
+    fn rounding_keeps_values_that_read_back_exactly() {
+        for x in [0.11290774160688077, -0.014328327351169845, 1.0 / 3.0] {
+            let r = round12(x);
+            let back: f64 = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+            assert_eq!(back.to_bits(), r.to_bits(), "{x}");
+            assert!((r - x).abs() <= 1e-11 * x.abs());
+        }
+    }
+}
