@@ -34,6 +34,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("tests/guests", "wall-clock", "generator"),
     ("tests/guests", "other-world", "none"),
     ("tests/guests", "llm-echo", "generator-llm"),
+    ("tests/guests", "timer-abuse", "generator"),
 ];
 
 fn main() {

@@ -43,6 +43,8 @@ pub enum Answers {
 pub struct CallState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
+    /// The call's virtual monotonic clock (also in `wasi`).
+    pub(crate) time: wasi::VirtualTime,
     pub(crate) limiter: CallLimiter,
     pub(crate) limits: Limits,
     pub(crate) answers: Answers,
@@ -64,6 +66,7 @@ pub struct CallState {
 impl CallState {
     pub(crate) fn new(
         wasi: WasiCtx,
+        time: wasi::VirtualTime,
         limits: Limits,
         answers: Answers,
         memory: MemoryStore,
@@ -71,6 +74,7 @@ impl CallState {
         CallState {
             wasi,
             table: ResourceTable::new(),
+            time,
             limiter: CallLimiter::new(&limits),
             limits,
             answers,

@@ -490,9 +490,14 @@ impl Sandbox {
         let started = Instant::now();
         let stdout = capabilities::wasi::CappedPipe::new(limits.max_stdio_bytes as usize);
         let stderr = capabilities::wasi::CappedPipe::new(limits.max_stdio_bytes as usize);
-        let wasi =
-            capabilities::wasi::context(input.context().seed, stdout.clone(), stderr.clone());
-        let mut state = CallState::new(wasi, limits.clone(), answers, memory);
+        let time = capabilities::wasi::VirtualTime::default();
+        let wasi = capabilities::wasi::context(
+            input.context().seed,
+            stdout.clone(),
+            stderr.clone(),
+            time.clone(),
+        );
+        let mut state = CallState::new(wasi, time, limits.clone(), answers, memory);
         state.llm_granted = strategy.grants.llm;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
