@@ -35,6 +35,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("tests/guests", "other-world", "none"),
     ("tests/guests", "llm-echo", "generator-llm"),
     ("tests/guests", "timer-abuse", "generator"),
+    ("tests/guests", "boundary-flood", "generator-llm"),
 ];
 
 fn main() {

@@ -10,6 +10,7 @@ mod demo;
 mod governance;
 mod governance_model;
 mod hostile;
+mod hostile_bytes;
 mod hostile_time;
 mod insights;
 mod llm;

@@ -31,7 +31,7 @@ use crate::capabilities::{self, Answers, CallState};
 use crate::strategy::data::{MemoryStore, StaticData, StrategyData};
 use crate::strategy::record::{CallError, CallRecord, StrategyLog, Usage};
 use crate::strategy::{
-    CallInput, CallOutput, Grants, Hypothesis, StrategySource, World, builtin, validate,
+    CallInput, CallOutput, Grants, StrategySource, World, builtin, validate,
 };
 use bindings::debugger::{Debugger, DebuggerPre};
 use bindings::generator::{Generator, GeneratorPre};
@@ -553,11 +553,19 @@ impl Sandbox {
         let outcome = match raw {
             Err(err) => Err(classify(&err, &state, limits)),
             Ok(output) => {
-                let size = output_size(&output);
+                // Every string counts, choice values included; the output
+                // also counts against the call's byte budget.
+                let size = validate::output_bytes(&output);
+                let used = state.boundary_bytes.saturating_add(size);
                 if size > limits.max_output_bytes {
                     Err(CallError::OutputTooLarge {
                         size,
                         limit: limits.max_output_bytes,
+                    })
+                } else if used > limits.max_call_bytes {
+                    Err(CallError::ByteBudget {
+                        used,
+                        limit: limits.max_call_bytes,
                     })
                 } else {
                     output_sha256 = Some(hex::encode(Sha256::digest(
@@ -638,25 +646,6 @@ fn classify(err: &wasmtime::Error, state: &CallState, limits: &Limits) -> CallEr
         };
     }
     CallError::Trap { message, backtrace }
-}
-
-/// The size of an output as JSON, computed without serialising it.
-fn output_size(output: &CallOutput) -> u64 {
-    fn hypothesis(h: &Hypothesis) -> u64 {
-        let text = h.title.len() + h.rationale.len() + h.category.len();
-        let assignments: usize = h.assignments.iter().map(|a| a.knob.len() + 40).sum();
-        (text + assignments + h.parents.len() * 21 + 64) as u64
-    }
-    match output {
-        CallOutput::Hypotheses(list) => list.iter().map(hypothesis).sum::<u64>() + 2,
-        CallOutput::Diagnosis(d) => {
-            let changes: usize = match &d.action {
-                crate::strategy::Action::RetryWith(c) => c.iter().map(|a| a.knob.len() + 40).sum(),
-                _ => 0,
-            };
-            (d.rationale.len() + changes + 64) as u64
-        }
-    }
 }
 
 /// Advances the engine's epoch while calls are running, and sleeps on a
