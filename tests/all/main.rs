@@ -11,6 +11,7 @@ mod governance;
 mod governance_model;
 mod hostile;
 mod hostile_bytes;
+mod hostile_cache;
 mod hostile_time;
 mod insights;
 mod llm;
