@@ -10,9 +10,7 @@ use reagent::sandbox::Limits;
 use reagent::sandbox::test_guests as g;
 use reagent::strategy::data::{MemoryStore, StaticData};
 use reagent::strategy::record::{CallError, CallRecord};
-use reagent::strategy::{
-    Assignment, CallInput, Grants, Phase, TrialStatus, TrialSummary, Value,
-};
+use reagent::strategy::{Assignment, CallInput, Grants, Phase, TrialStatus, TrialSummary, Value};
 
 use crate::support::{context, guest, kind, sandbox};
 
@@ -113,7 +111,10 @@ fn a_history_trials_flood_ends_at_the_record_limit_with_a_bounded_record() {
     // The refused call is recorded with the size of the answer withheld,
     // not the answer.
     let last = r.host_calls.last().unwrap();
-    assert!(last.withheld.is_some() && last.response.is_null(), "{last:?}");
+    assert!(
+        last.withheld.is_some() && last.response.is_null(),
+        "{last:?}"
+    );
     assert_replays(&r);
 }
 

@@ -38,8 +38,12 @@ fn entry(dir: &Path, sha256: &str) -> PathBuf {
 /// with other imports) are both compiled; returns their hashes.
 fn two_entries(dir: &Path) -> (String, String) {
     let sb = sandbox_in(dir);
-    let a = sb.inspect(&guest(g::ECHO_GENERATOR), &Grants::default()).unwrap();
-    let b = sb.inspect(&guest(g::ECHO_DEBUGGER), &Grants::default()).unwrap();
+    let a = sb
+        .inspect(&guest(g::ECHO_GENERATOR), &Grants::default())
+        .unwrap();
+    let b = sb
+        .inspect(&guest(g::ECHO_DEBUGGER), &Grants::default())
+        .unwrap();
     assert!(a.compiled && b.compiled);
     assert_eq!(a.world, Some(World::Generator));
     assert_eq!(b.world, Some(World::Debugger));
@@ -53,11 +57,16 @@ fn assert_a_is_a(dir: &Path) {
     let info = sb.inspect(&source, &Grants::default()).unwrap();
     assert_eq!(info.world, Some(World::Generator), "{info:?}");
     assert!(
-        info.imports.iter().any(|i| i.contains("reagent:strategy/memory")),
+        info.imports
+            .iter()
+            .any(|i| i.contains("reagent:strategy/memory")),
         "A's own imports: {:?}",
         info.imports
     );
-    assert!(info.compiled, "the bad entry is not loaded: A is compiled afresh");
+    assert!(
+        info.compiled,
+        "the bad entry is not loaded: A is compiled afresh"
+    );
     let strategy = sb.load(&source, &Grants::default()).unwrap();
     let (r, _) = sb.call(
         &strategy,
@@ -120,8 +129,13 @@ fn a_cache_directory_others_can_write_is_not_trusted() {
     let before = std::fs::read(&a_entry).unwrap();
     let sb = sandbox_in(dir.path());
     for _ in 0..2 {
-        let info = sb.inspect(&guest(g::ECHO_GENERATOR), &Grants::default()).unwrap();
-        assert!(info.compiled, "nothing is loaded from a world-writable directory");
+        let info = sb
+            .inspect(&guest(g::ECHO_GENERATOR), &Grants::default())
+            .unwrap();
+        assert!(
+            info.compiled,
+            "nothing is loaded from a world-writable directory"
+        );
     }
     assert_eq!(
         std::fs::read(&a_entry).unwrap(),

@@ -67,7 +67,10 @@ fn clock(title: &str) -> u64 {
 #[test]
 fn a_20_second_block_on_a_timer_does_not_hold_the_host() {
     let (r, wall) = call("sleep-20s");
-    assert!(wall < BOUND, "wall {wall:?} for a {DEADLINE_MS} ms deadline");
+    assert!(
+        wall < BOUND,
+        "wall {wall:?} for a {DEADLINE_MS} ms deadline"
+    );
     let t = title(&r);
     assert!(t.starts_with("slept "), "{t}");
     // The virtual clock moved to the timer's deadline: the strategy sees a
@@ -105,6 +108,20 @@ fn sleeping_in_a_loop_does_not_hold_the_host() {
 }
 
 #[test]
+fn stdin_and_stdout_do_not_wait_on_anything_real() {
+    let (r, wall) = call("stdio");
+    assert!(wall < BOUND, "wall {wall:?}");
+    let t = title(&r);
+    assert!(t.starts_with("stdin=0 "), "stdin is closed: {t}");
+    let limits = Limits::default();
+    assert_eq!(r.log.stdout.len() as u64, limits.max_stdio_bytes);
+    assert_eq!(
+        r.log.dropped_stdio_bytes,
+        2 * (256 * 4096 - limits.max_stdio_bytes)
+    );
+}
+
+#[test]
 fn counting_turns_until_a_timer_fires_gives_the_same_count_every_run_and_under_replay() {
     let runs: Vec<CallRecord> = (0..3).map(|_| call("turns").0).collect();
     let titles: Vec<String> = runs.iter().map(title).collect();
@@ -113,7 +130,10 @@ fn counting_turns_until_a_timer_fires_gives_the_same_count_every_run_and_under_r
         titles.iter().all(|t| t == &titles[0]),
         "output depends on real time: {titles:?}"
     );
-    assert!(runs.iter().all(|r| r.output_sha256 == runs[0].output_sha256));
+    assert!(
+        runs.iter()
+            .all(|r| r.output_sha256 == runs[0].output_sha256)
+    );
     assert!(runs.iter().all(|r| r.usage.fuel == runs[0].usage.fuel));
     let strategy = sandbox()
         .load(&guest(g::TIMER_ABUSE), &Grants::default())

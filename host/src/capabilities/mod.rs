@@ -155,8 +155,7 @@ impl CallState {
         let request = serde_json::to_value(&request)?;
         // The answer and its size as JSON. When replaying a call that was
         // stopped at a limit, the recording has only the size.
-        let (response, answer_bytes): (Option<Resp>, u64) = if let Answers::Live(_) = self.answers
-        {
+        let (response, answer_bytes): (Option<Resp>, u64) = if let Answers::Live(_) = self.answers {
             let response = live(self);
             let bytes = json_len(&response);
             (Some(response), bytes)

@@ -143,7 +143,10 @@ impl VirtualTime {
     /// The time now, moving the clock one step on.
     fn read(&self) -> u64 {
         let step = |t: u64| Some(t.saturating_add(READ_STEP_NS));
-        match self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, step) {
+        match self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, step)
+        {
             Ok(t) | Err(t) => t,
         }
     }

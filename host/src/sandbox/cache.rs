@@ -18,8 +18,8 @@ use std::hash::{Hash, Hasher};
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -218,9 +218,7 @@ impl CompileCache {
         let artifact = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
         let name = self.name(sha256);
         let path = self.dir.join(&name);
-        let tmp = self
-            .dir
-            .join(format!("{name}.tmp{}", std::process::id()));
+        let tmp = self.dir.join(format!("{name}.tmp{}", std::process::id()));
         // A stale temporary file of a crashed process with our pid.
         let _ = std::fs::remove_file(&tmp);
         {

@@ -30,9 +30,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::capabilities::{self, Answers, CallState};
 use crate::strategy::data::{MemoryStore, StaticData, StrategyData};
 use crate::strategy::record::{CallError, CallRecord, StrategyLog, Usage};
-use crate::strategy::{
-    CallInput, CallOutput, Grants, StrategySource, World, builtin, validate,
-};
+use crate::strategy::{CallInput, CallOutput, Grants, StrategySource, World, builtin, validate};
 use bindings::debugger::{Debugger, DebuggerPre};
 use bindings::generator::{Generator, GeneratorPre};
 use surface::Refusal;

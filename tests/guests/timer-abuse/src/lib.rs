@@ -7,7 +7,9 @@
 //! - `many-timers`: `poll` over 501 timers of 1 s or more, 64 times;
 //! - `sleep-loop`: `std::thread::sleep(500 ms)` forty times (20 s);
 //! - `turns`: counts loop turns until a 50 ms timer is ready, and returns
-//!   the count, so a test can see whether the output depends on real time.
+//!   the count, so a test can see whether the output depends on real time;
+//! - `stdio`: the other pollable sources: reads stdin to its end and writes
+//!   and flushes 1 MiB to stdout and stderr (blocking reads and writes).
 //!
 //! Every mode returns one hypothesis whose title reports what it saw,
 //! including how far the monotonic clock moved.
@@ -113,6 +115,18 @@ impl Generator for TimerAbuse {
                     std::thread::sleep(Duration::from_millis(500));
                 }
                 "slept".to_string()
+            }
+            "stdio" => {
+                use std::io::{Read as _, Write as _};
+                let mut input = Vec::new();
+                let read = std::io::stdin().read_to_end(&mut input);
+                let chunk = [b'x'; 4096];
+                for _ in 0..256 {
+                    let _ = std::io::stdout().write_all(&chunk);
+                    let _ = std::io::stdout().flush();
+                    let _ = std::io::stderr().write_all(&chunk);
+                }
+                format!("stdin={}", read.map_or(-1, |n| n as i64))
             }
             "turns" => {
                 let timer = Pollable::after(50_000_000);
