@@ -35,6 +35,8 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("tests/guests", "other-world", "none"),
     ("tests/guests", "llm-echo", "generator-llm"),
     ("tests/guests", "hostile-text", "generator"),
+    ("tests/guests", "timer-abuse", "generator"),
+    ("tests/guests", "boundary-flood", "generator-llm"),
 ];
 
 fn main() {

@@ -42,7 +42,7 @@ impl Host for CallState {
     }
 
     fn curve(&mut self, trial: u64, metric: String) -> wasmtime::Result<Vec<(u32, f64)>> {
-        let size = metric.len();
+        let size = metric.len() as u64;
         self.answer("history.curve", (trial, &metric), size, |s| {
             s.data().map_or(Vec::new(), |d| d.curve(trial, &metric))
         })

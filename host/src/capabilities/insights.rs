@@ -11,7 +11,7 @@ impl Host for CallState {
     fn find(&mut self, q: Query, cursor: u64, limit: u32) -> wasmtime::Result<InsightPage> {
         let limit = self.page_limit(limit);
         let size = match &q {
-            Query::ByKnob(s) | Query::ByTag(s) => s.len(),
+            Query::ByKnob(s) | Query::ByTag(s) => s.len() as u64,
             Query::TopEffects | Query::KnownFailures => 0,
         };
         self.answer("insights.find", (&q, cursor, limit), size, |s| {

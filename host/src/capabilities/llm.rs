@@ -23,10 +23,9 @@ impl Host for CallState {
         messages: Vec<Message>,
         max_tokens: u32,
     ) -> wasmtime::Result<Result<Completion, String>> {
-        let size = messages
-            .iter()
-            .map(|m| m.role.len() + m.content.len())
-            .sum();
+        // Each message costs its overhead too: two million empty messages
+        // are not 0 bytes.
+        let size = super::items_bytes(messages.iter().map(|m| m.role.len() + m.content.len()));
         let granted = self.llm_granted;
         let started = Instant::now();
         let answer = self.answer("llm.complete", (&messages, max_tokens), size, |s| {

@@ -11,7 +11,7 @@ use crate::strategy::record::LogLine;
 
 impl Host for CallState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        self.admit("log.log", message.len())?;
+        self.admit("log.log", message.len() as u64)?;
         let fits = self.log.lines.len() < self.limits.max_log_lines as usize
             && self.log_bytes + message.len() as u64 <= self.limits.max_log_bytes;
         if fits {

@@ -10,14 +10,14 @@ use crate::sandbox::bindings::memory::Host;
 
 impl Host for CallState {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        let size = key.len();
+        let size = key.len() as u64;
         self.answer("memory.get", &key, size, |s| {
             s.memory.entries.get(&key).cloned()
         })
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
-        let size = key.len() + value.len();
+        let size = (key.len() + value.len()) as u64;
         let request = (&key, hex::encode(&value));
         self.answer("memory.set", request, size, |s| {
             let old = s
@@ -25,7 +25,7 @@ impl Host for CallState {
                 .entries
                 .get(&key)
                 .map_or(0, |v| (key.len() + v.len()) as u64);
-            let new_size = s.memory.size() - old + size as u64;
+            let new_size = s.memory.size() - old + size;
             let quota = s.limits.max_memory_store_bytes;
             if new_size > quota {
                 Err(format!(
@@ -39,7 +39,7 @@ impl Host for CallState {
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<()> {
-        let size = key.len();
+        let size = key.len() as u64;
         self.answer("memory.delete", &key, size, |s| {
             s.memory.entries.remove(&key);
         })

@@ -8,26 +8,46 @@
 //!
 //! The context grants nothing: no preopens, no env, no args, stdin closed;
 //! stdout/stderr go to capped in-memory buffers that become the strategy
-//! log; clocks are virtual (a fixed wall time, a monotonic counter that
-//! advances one microsecond per read); random bytes come from the call seed.
+//! log; random bytes come from the call seed.
+//!
+//! Time is virtual, and so is waiting. The wall clock is fixed. The
+//! monotonic clock ([`VirtualTime`]) starts at 0 for every call and advances
+//! one microsecond per read. `wasi:clocks/monotonic-clock` is implemented
+//! here rather than by wasmtime-wasi, whose timers sleep on the real clock
+//! inside a host call, where the epoch deadline cannot interrupt them (a
+//! strategy could hold the host for centuries, and count loop turns against
+//! real time). Here a timer from `subscribe-duration`/`subscribe-instant`
+//! is ready at once: checking it (`ready`, `block`, `poll`) moves the
+//! virtual clock to its deadline, so `now()` after a "sleep" is consistent
+//! and every run of the same call sees the same times.
+//!
+//! No pollable a strategy can obtain waits on anything real: the others are
+//! stdin (closed: ready at once), stdout and stderr ([`CappedPipe`]: always
+//! writable), so `poll`, `block` and the streams' `blocking-*` functions
+//! never sleep.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use wasmtime::component::{HasData, Linker, ResourceTable};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream, WasiCli, WasiCliView as _};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 use wasmtime_wasi::p2::bindings::sync as p2;
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::random::WasiRandom;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiView};
+
+use super::CallState;
 
 /// The fixed wall-clock time every strategy sees: 2020-01-01T00:00:00Z.
 pub const VIRTUAL_WALL_CLOCK_SECS: u64 = 1_577_836_800;
 
 /// Adds exactly the virtual WASI set to `linker`.
-pub fn add_to_linker<T: WasiView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    type T = CallState;
     let l = linker;
     wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<T, HasTable>(l, |t| {
         t.ctx().table
@@ -37,7 +57,11 @@ pub fn add_to_linker<T: WasiView>(linker: &mut Linker<T>) -> wasmtime::Result<()
 
     use wasmtime_wasi::p2::bindings::{cli, clocks, random};
     clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
-    clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
+    // Our own timers, never wasmtime-wasi's (see the module docs).
+    clocks::monotonic_clock::add_to_linker::<T, VirtualClock>(l, |t| VirtualClockView {
+        time: &t.time,
+        table: &mut t.table,
+    })?;
     random::random::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
     random::insecure::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
     random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
@@ -60,15 +84,16 @@ impl HasData for HasTable {
     type Data<'a> = &'a mut ResourceTable;
 }
 
-/// Builds the empty WASI context for one call.
-pub fn context(seed: u64, stdout: CappedPipe, stderr: CappedPipe) -> WasiCtx {
+/// Builds the empty WASI context for one call; `time` is the call's
+/// virtual monotonic clock (also given to [`CallState`]).
+pub fn context(seed: u64, stdout: CappedPipe, stderr: CappedPipe, time: VirtualTime) -> WasiCtx {
     let mut builder = WasiCtxBuilder::new();
     builder
         .stdin(std::io::empty())
         .stdout(stdout)
         .stderr(stderr)
         .wall_clock(VirtualWallClock)
-        .monotonic_clock(VirtualMonotonicClock::default())
+        .monotonic_clock(time)
         .secure_random(wasmtime_wasi::Deterministic::new(seed_bytes(seed, 0x5EC)))
         .insecure_random(wasmtime_wasi::Deterministic::new(seed_bytes(seed, 0x1A5)))
         .insecure_random_seed(u128::from(seed) << 64 | u128::from(seed ^ 0x9E37_79B9_7F4A_7C15))
@@ -104,20 +129,106 @@ impl HostWallClock for VirtualWallClock {
     }
 }
 
-#[derive(Default)]
-struct VirtualMonotonicClock {
-    reads: std::sync::atomic::AtomicU64,
+/// The virtual monotonic clock of one call, in nanoseconds, shared by the
+/// call's timers. Starts at 0; each read returns the time and then moves
+/// it one microsecond on; a timer that is checked moves it to the timer's
+/// deadline. It never goes back and saturates at `u64::MAX`.
+#[derive(Debug, Clone, Default)]
+pub struct VirtualTime(Arc<AtomicU64>);
+
+/// How far the virtual monotonic clock moves per read.
+const READ_STEP_NS: u64 = 1_000;
+
+impl VirtualTime {
+    /// The time now, moving the clock one step on.
+    fn read(&self) -> u64 {
+        let step = |t: u64| Some(t.saturating_add(READ_STEP_NS));
+        match self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, step)
+        {
+            Ok(t) | Err(t) => t,
+        }
+    }
+
+    /// The time now, without moving the clock.
+    fn peek(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Moves the clock to `deadline` unless it is already past it.
+    fn advance_to(&self, deadline: u64) {
+        self.0.fetch_max(deadline, Ordering::Relaxed);
+    }
 }
 
-impl HostMonotonicClock for VirtualMonotonicClock {
+impl HostMonotonicClock for VirtualTime {
     fn resolution(&self) -> u64 {
-        1_000
+        READ_STEP_NS
     }
     fn now(&self) -> u64 {
-        1_000
-            * self
-                .reads
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        self.read()
+    }
+}
+
+/// A timer: ready as soon as it is checked, which moves the virtual clock
+/// to its deadline. Nothing here ever waits on real time.
+struct Timer {
+    deadline: u64,
+    time: VirtualTime,
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Timer {
+    async fn ready(&mut self) {
+        self.time.advance_to(self.deadline);
+    }
+}
+
+/// `wasi:clocks/monotonic-clock` on the call's [`VirtualTime`].
+struct VirtualClock;
+
+impl HasData for VirtualClock {
+    type Data<'a> = VirtualClockView<'a>;
+}
+
+struct VirtualClockView<'a> {
+    time: &'a VirtualTime,
+    table: &'a mut ResourceTable,
+}
+
+impl VirtualClockView<'_> {
+    fn timer(&mut self, deadline: u64) -> wasmtime::Result<Resource<DynPollable>> {
+        let timer = self.table.push(Timer {
+            deadline,
+            time: self.time.clone(),
+        })?;
+        wasmtime_wasi::p2::subscribe(self.table, timer)
+    }
+}
+
+impl monotonic_clock::Host for VirtualClockView<'_> {
+    fn now(&mut self) -> wasmtime::Result<monotonic_clock::Instant> {
+        Ok(self.time.read())
+    }
+
+    fn resolution(&mut self) -> wasmtime::Result<monotonic_clock::Duration> {
+        Ok(READ_STEP_NS)
+    }
+
+    fn subscribe_instant(
+        &mut self,
+        when: monotonic_clock::Instant,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        self.timer(when)
+    }
+
+    fn subscribe_duration(
+        &mut self,
+        duration: monotonic_clock::Duration,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        let deadline = self.time.peek().saturating_add(duration);
+        self.timer(deadline)
     }
 }
 

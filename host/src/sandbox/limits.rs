@@ -9,6 +9,16 @@ use wasmtime::ResourceLimiter;
 
 use crate::strategy::record::CallError;
 
+/// What every import call costs against [`Limits::max_call_bytes`] besides
+/// its arguments and answer, so that empty calls are not free.
+pub const HOST_CALL_OVERHEAD_BYTES: u64 = 64;
+
+/// What each list element of an import argument (an `llm` message, …)
+/// costs on top of its own bytes, against both
+/// [`Limits::max_host_call_payload_bytes`] and [`Limits::max_call_bytes`],
+/// so that a list of empty items is not free.
+pub const ITEM_OVERHEAD_BYTES: u64 = 32;
+
 /// Limits for one strategy call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -24,8 +34,20 @@ pub struct Limits {
     pub max_table_elements: u64,
     /// Import calls per strategy call (log lines included).
     pub max_host_calls: u64,
-    /// Size of any single import argument.
+    /// Size of any single import argument, each list element counted with
+    /// [`ITEM_OVERHEAD_BYTES`] on top of its own bytes.
     pub max_host_call_payload_bytes: u64,
+    /// The byte budget of one call: everything that crosses the host
+    /// boundary, added up — every import's arguments (with
+    /// [`ITEM_OVERHEAD_BYTES`] per list element), every answer (as the JSON
+    /// that is recorded), [`HOST_CALL_OVERHEAD_BYTES`] per import call, and
+    /// the returned value. Checked before an answer is copied or recorded;
+    /// past it the call ends with `byte-budget`.
+    pub max_call_bytes: u64,
+    /// The call record's transcript (every import's request and answer, as
+    /// JSON): what the audit log stores for one call. Checked before an
+    /// answer is recorded; past it the call ends with `record-limit`.
+    pub max_recorded_bytes: u64,
     /// Items per page the `history` and `insights` imports return.
     pub max_page_items: u32,
     /// The returned value, as JSON.
@@ -48,6 +70,8 @@ impl Default for Limits {
             max_table_elements: 100_000,
             max_host_calls: 100_000,
             max_host_call_payload_bytes: 1 << 20,
+            max_call_bytes: 64 << 20,
+            max_recorded_bytes: 16 << 20,
             max_page_items: 1_000,
             max_output_bytes: 4 << 20,
             max_log_lines: 1_000,
@@ -69,6 +93,8 @@ impl Limits {
             ("max_host_calls", self.max_host_calls),
             ("max_page_items", u64::from(self.max_page_items)),
             ("max_output_bytes", self.max_output_bytes),
+            ("max_call_bytes", self.max_call_bytes),
+            ("max_recorded_bytes", self.max_recorded_bytes),
         ];
         for (name, value) in positive {
             if value == 0 {

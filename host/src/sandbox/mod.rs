@@ -30,9 +30,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::capabilities::{self, Answers, CallState};
 use crate::strategy::data::{MemoryStore, StaticData, StrategyData};
 use crate::strategy::record::{CallError, CallRecord, StrategyLog, Usage};
-use crate::strategy::{
-    CallInput, CallOutput, Grants, Hypothesis, StrategySource, World, builtin, validate,
-};
+use crate::strategy::{CallInput, CallOutput, Grants, StrategySource, World, builtin, validate};
 use bindings::debugger::{Debugger, DebuggerPre};
 use bindings::generator::{Generator, GeneratorPre};
 use surface::Refusal;
@@ -490,9 +488,14 @@ impl Sandbox {
         let started = Instant::now();
         let stdout = capabilities::wasi::CappedPipe::new(limits.max_stdio_bytes as usize);
         let stderr = capabilities::wasi::CappedPipe::new(limits.max_stdio_bytes as usize);
-        let wasi =
-            capabilities::wasi::context(input.context().seed, stdout.clone(), stderr.clone());
-        let mut state = CallState::new(wasi, limits.clone(), answers, memory);
+        let time = capabilities::wasi::VirtualTime::default();
+        let wasi = capabilities::wasi::context(
+            input.context().seed,
+            stdout.clone(),
+            stderr.clone(),
+            time.clone(),
+        );
+        let mut state = CallState::new(wasi, time, limits.clone(), answers, memory);
         state.llm_granted = strategy.grants.llm;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -548,11 +551,19 @@ impl Sandbox {
         let outcome = match raw {
             Err(err) => Err(classify(&err, &state, limits)),
             Ok(output) => {
-                let size = output_size(&output);
+                // Every string counts, choice values included; the output
+                // also counts against the call's byte budget.
+                let size = validate::output_bytes(&output);
+                let used = state.boundary_bytes.saturating_add(size);
                 if size > limits.max_output_bytes {
                     Err(CallError::OutputTooLarge {
                         size,
                         limit: limits.max_output_bytes,
+                    })
+                } else if used > limits.max_call_bytes {
+                    Err(CallError::ByteBudget {
+                        used,
+                        limit: limits.max_call_bytes,
                     })
                 } else {
                     output_sha256 = Some(hex::encode(Sha256::digest(
@@ -633,25 +644,6 @@ fn classify(err: &wasmtime::Error, state: &CallState, limits: &Limits) -> CallEr
         };
     }
     CallError::Trap { message, backtrace }
-}
-
-/// The size of an output as JSON, computed without serialising it.
-fn output_size(output: &CallOutput) -> u64 {
-    fn hypothesis(h: &Hypothesis) -> u64 {
-        let text = h.title.len() + h.rationale.len() + h.category.len();
-        let assignments: usize = h.assignments.iter().map(|a| a.knob.len() + 40).sum();
-        (text + assignments + h.parents.len() * 21 + 64) as u64
-    }
-    match output {
-        CallOutput::Hypotheses(list) => list.iter().map(hypothesis).sum::<u64>() + 2,
-        CallOutput::Diagnosis(d) => {
-            let changes: usize = match &d.action {
-                crate::strategy::Action::RetryWith(c) => c.iter().map(|a| a.knob.len() + 40).sum(),
-                _ => 0,
-            };
-            (d.rationale.len() + changes + 64) as u64
-        }
-    }
 }
 
 /// Advances the engine's epoch while calls are running, and sleeps on a

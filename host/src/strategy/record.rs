@@ -14,6 +14,11 @@ pub struct HostCall {
     pub function: String,
     pub request: serde_json::Value,
     pub response: serde_json::Value,
+    /// Set when the answer was not given because it would have passed the
+    /// call's byte budget or record cap: its size as JSON, in place of the
+    /// answer (`response` is null), so replay stops at the same limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<u64>,
 }
 
 /// One line the strategy wrote to the `log` import.
@@ -65,6 +70,14 @@ pub enum CallError {
         size: u64,
         limit: u64,
     },
+    #[error(
+        "byte budget: the call moved {used} bytes across the host boundary (arguments, answers, output); the limit is {limit}"
+    )]
+    ByteBudget { used: u64, limit: u64 },
+    #[error(
+        "record limit: the call's recorded host calls would take {size} bytes; the limit is {limit}"
+    )]
+    RecordLimit { size: u64, limit: u64 },
     #[error("output too large: {size} bytes; the limit is {limit}")]
     OutputTooLarge { size: u64, limit: u64 },
     #[error("invalid output: {reason}")]
@@ -87,6 +100,8 @@ impl CallError {
             CallError::StackOverflow => "stack-overflow",
             CallError::HostCallLimit { .. } => "host-call-limit",
             CallError::PayloadTooLarge { .. } => "payload-too-large",
+            CallError::ByteBudget { .. } => "byte-budget",
+            CallError::RecordLimit { .. } => "record-limit",
             CallError::OutputTooLarge { .. } => "output-too-large",
             CallError::InvalidOutput { .. } => "invalid-output",
             CallError::Trap { .. } => "trap",

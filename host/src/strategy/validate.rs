@@ -4,11 +4,70 @@
 use std::collections::{BTreeSet, HashSet};
 
 use super::data::StrategyData;
-use super::{Action, Context, Diagnosis, Hypothesis, KnobKind, KnobSpec, Value, render_value};
+use super::{
+    Action, Assignment, CallOutput, Context, Diagnosis, Hypothesis, KnobKind, KnobSpec, Value,
+    render_value,
+};
 
 pub const MAX_TITLE_BYTES: usize = 1024;
 pub const MAX_CATEGORY_BYTES: usize = 128;
 pub const MAX_RATIONALE_BYTES: usize = 64 * 1024;
+/// The longest categorical value a strategy may return. Checked with the
+/// value's kind, so it holds where an out-of-space value becomes an
+/// approval request too (the value would be the request's payload).
+pub const MAX_CHOICE_BYTES: usize = 1024;
+
+/// The size of an output as JSON, estimated from every string in it (titles,
+/// rationales, categories, knob names, choice values) plus a fixed size per
+/// item and number, without serialising it. Never less than the JSON.
+pub fn output_bytes(output: &CallOutput) -> u64 {
+    fn assignments(list: &[Assignment]) -> u64 {
+        list.iter()
+            .map(|a| {
+                let value = match &a.value {
+                    Value::Choice(c) => json_str(c) + 16,
+                    Value::Float(_) | Value::Int(_) | Value::Flag(_) => 40,
+                };
+                json_str(&a.knob) + value + 32
+            })
+            .sum()
+    }
+    /// A JSON string: its bytes, escapes (up to 6 bytes for a control
+    /// character) and quotes.
+    fn json_str(s: &str) -> u64 {
+        let escaped: u64 = s
+            .bytes()
+            .map(|b| match b {
+                b'"' | b'\\' => 2,
+                0..=0x1f => 6,
+                _ => 1,
+            })
+            .sum();
+        escaped + 2
+    }
+    match output {
+        CallOutput::Hypotheses(list) => {
+            list.iter()
+                .map(|h| {
+                    json_str(&h.title)
+                        + json_str(&h.rationale)
+                        + json_str(&h.category)
+                        + assignments(&h.assignments)
+                        + h.parents.len() as u64 * 21
+                        + 96
+                })
+                .sum::<u64>()
+                + 2
+        }
+        CallOutput::Diagnosis(d) => {
+            let changes = match &d.action {
+                Action::RetryWith(c) => assignments(c),
+                _ => 0,
+            };
+            json_str(&d.rationale) + changes + 96
+        }
+    }
+}
 
 /// Checks a generator's answer against the campaign's knobs and `max`.
 /// Returns the reason for the first problem found.
@@ -121,10 +180,14 @@ pub fn value(spec: &KnobSpec, value: &Value) -> Result<(), String> {
     }
 }
 
-/// Checks one value's kind only (and that a number is finite).
+/// Checks one value's kind only (and that a number is finite and a choice
+/// short and printable).
 pub fn kind(spec: &KnobSpec, value: &Value) -> Result<(), String> {
     let name = &spec.name;
     match (&spec.kind, value) {
+        (KnobKind::Categorical(choices), Value::Choice(c)) if !choices.contains(c) => {
+            text(c, "choice", MAX_CHOICE_BYTES).map_err(|e| format!("knob `{name}`: {e}"))
+        }
         (KnobKind::Float(_) | KnobKind::LogFloat(_), Value::Float(x)) if !x.is_finite() => {
             Err(format!("knob `{name}` = {x} is not a finite number"))
         }
