@@ -6,9 +6,11 @@
 pub mod campaign;
 pub mod capabilities;
 pub mod cli;
+pub mod contract;
 pub mod governance;
 pub mod insights;
 pub mod jobs;
+pub mod limits;
 pub mod llm;
 pub mod sandbox;
 pub mod store;

@@ -25,10 +25,12 @@ use serde_json::{Value as Json, json};
 
 use crate::strategy::{LlmCompletion, LlmMessage};
 
-/// Largest response body read from the endpoint.
-pub const MAX_RESPONSE_BYTES: u64 = 1 << 20;
-/// Largest completion text handed to a strategy.
-pub const MAX_CONTENT_BYTES: usize = 64 << 10;
+/// Largest response body read from the endpoint, and the largest
+/// completion text handed to a strategy (both in `limits.rs`, with every
+/// other number a strategy is held to).
+pub use crate::limits::{
+    LLM_MAX_CONTENT_BYTES as MAX_CONTENT_BYTES, LLM_MAX_RESPONSE_BYTES as MAX_RESPONSE_BYTES,
+};
 
 /// `[llm]` in the campaign file: the endpoint the operator allows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,7 +52,7 @@ pub struct LlmConfig {
     /// Language-model calls per strategy call, at most.
     pub max_calls: u32,
     /// How long one request may take, connection included.
-    #[serde(with = "crate::campaign::config::duration_secs")]
+    #[serde(with = "crate::time::duration_secs")]
     pub timeout: Duration,
 }
 

@@ -41,6 +41,34 @@ fn civil(ms: u64) -> (i64, i64, i64, u64, u64, u64) {
     (y, m, d, rem / 3600, (rem / 60) % 60, rem % 60)
 }
 
+/// Serde for a `Duration` as a number of seconds (campaign specs store
+/// durations so; `#[serde(with = "crate::time::duration_secs")]`).
+pub mod duration_secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs_f64(f64::deserialize(d)?))
+    }
+}
+
+/// [`duration_secs`] for an `Option<Duration>`.
+pub mod duration_secs_opt {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.map(Duration::from_secs_f64))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -153,7 +153,7 @@ fn two_million_empty_messages_in_one_llm_call_are_refused_before_they_are_copied
             assert_eq!(function, "llm.complete");
             // Each message costs its fixed overhead even when empty.
             assert!(
-                *size >= 2_000_000 * reagent::sandbox::limits::ITEM_OVERHEAD_BYTES,
+                *size >= 2_000_000 * reagent::limits::ITEM_OVERHEAD_BYTES,
                 "{size}"
             );
             assert_eq!(*limit, limits.max_host_call_payload_bytes);

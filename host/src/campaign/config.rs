@@ -10,7 +10,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::sandbox::Limits;
+use crate::limits::Limits;
 use crate::strategy::{
     Direction, FloatRange, Grants, IntRange, KnobKind, KnobSpec, StrategySource, Value,
 };

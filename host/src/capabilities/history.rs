@@ -6,7 +6,7 @@
 //! Page sizes are capped at `max_page_items`.
 
 use super::CallState;
-use crate::sandbox::bindings::history::{Host, HypothesisPage, TrialPage};
+use crate::contract::history::{Host, HypothesisPage, TrialPage};
 
 impl Host for CallState {
     fn trial_count(&mut self) -> wasmtime::Result<u64> {

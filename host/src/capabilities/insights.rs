@@ -5,7 +5,7 @@
 //! is refused at load if it imports this interface. Page sizes are capped.
 
 use super::CallState;
-use crate::sandbox::bindings::insights::{Host, InsightPage, Query};
+use crate::contract::insights::{Host, InsightPage, Query};
 
 impl Host for CallState {
     fn find(&mut self, q: Query, cursor: u64, limit: u32) -> wasmtime::Result<InsightPage> {

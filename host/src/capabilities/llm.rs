@@ -15,7 +15,7 @@
 use std::time::Instant;
 
 use super::CallState;
-use crate::sandbox::bindings::llm::{Completion, Host, Message};
+use crate::contract::llm::{Completion, Host, Message};
 
 impl Host for CallState {
     fn complete(

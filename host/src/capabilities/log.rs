@@ -6,7 +6,7 @@
 //! transcript.
 
 use super::CallState;
-use crate::sandbox::bindings::log::{Host, Level};
+use crate::contract::log::{Host, Level};
 use crate::strategy::record::LogLine;
 
 impl Host for CallState {

@@ -6,7 +6,7 @@
 //! fails with a message, it does not trap. Every answer is recorded.
 
 use super::CallState;
-use crate::sandbox::bindings::memory::Host;
+use crate::contract::memory::Host;
 
 impl Host for CallState {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {

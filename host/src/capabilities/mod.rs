@@ -27,8 +27,8 @@ use serde::de::DeserializeOwned;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::sandbox::Limits;
-use crate::sandbox::limits::{CallLimiter, HOST_CALL_OVERHEAD_BYTES, ITEM_OVERHEAD_BYTES};
+use crate::limits::Limits;
+use crate::limits::{CallLimiter, HOST_CALL_OVERHEAD_BYTES, ITEM_OVERHEAD_BYTES};
 use crate::strategy::data::{MemoryStore, StrategyData};
 use crate::strategy::record::{CallError, HostCall, StrategyLog};
 
@@ -302,4 +302,4 @@ pub(crate) fn items_bytes<I: IntoIterator<Item = usize>>(items: I) -> u64 {
 }
 
 /// `types` declares no functions, but the generated trait must exist.
-impl crate::sandbox::bindings::types::Host for CallState {}
+impl crate::contract::types::Host for CallState {}

@@ -7,12 +7,10 @@
 //! [`CallRecord`]; a trap never unwinds into the host and the store is
 //! dropped after every call.
 
-pub mod bindings;
 pub mod cache;
-pub mod limits;
 pub mod surface;
 
-pub use limits::Limits;
+pub use crate::limits::Limits;
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -28,17 +26,14 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
 use crate::capabilities::{self, Answers, CallState};
+use crate::contract::debugger::{Debugger, DebuggerPre};
+use crate::contract::generator::{Generator, GeneratorPre};
 use crate::strategy::data::{MemoryStore, StaticData, StrategyData};
 use crate::strategy::record::{CallError, CallRecord, StrategyLog, Usage};
 use crate::strategy::{CallInput, CallOutput, Grants, StrategySource, World, builtin, validate};
-use bindings::debugger::{Debugger, DebuggerPre};
-use bindings::generator::{Generator, GeneratorPre};
 use surface::Refusal;
 
-/// The most linear memory any strategy may be configured to use.
-pub const MAX_MEMORY_BYTES: u64 = 1 << 30;
-/// The most core instances (and memories, tables) per component.
-pub const MAX_INSTANCES: u32 = 64;
+pub use crate::limits::{MAX_INSTANCES, MAX_MEMORY_BYTES};
 /// Epoch tick; deadlines are rounded up to whole ticks.
 const TICK: Duration = Duration::from_millis(1);
 
@@ -205,7 +200,7 @@ impl Sandbox {
             |s| s,
         )
         .map_err(|e| anyhow::anyhow!("linking the generator world: {e}"))?;
-        bindings::llm::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+        crate::contract::llm::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut generator_linker,
             |s| s,
         )
@@ -618,7 +613,7 @@ fn classify(err: &wasmtime::Error, state: &CallState, limits: &Limits) -> CallEr
         return fault.clone();
     }
     if let Some(hit) = &state.limiter.hit {
-        return hit.clone();
+        return CallError::from(hit.clone());
     }
     let backtrace = err
         .downcast_ref::<wasmtime::WasmBacktrace>()

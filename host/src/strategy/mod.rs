@@ -9,11 +9,11 @@ pub mod data;
 pub mod record;
 pub mod validate;
 
-pub use crate::sandbox::bindings::history::{HypothesisPage, TrialPage};
-pub use crate::sandbox::bindings::insights::{Insight, InsightPage, Query as InsightQuery};
-pub use crate::sandbox::bindings::llm::{Completion as LlmCompletion, Message as LlmMessage};
-pub use crate::sandbox::bindings::log::Level;
-pub use crate::sandbox::bindings::types::{
+pub use crate::contract::history::{HypothesisPage, TrialPage};
+pub use crate::contract::insights::{Insight, InsightPage, Query as InsightQuery};
+pub use crate::contract::llm::{Completion as LlmCompletion, Message as LlmMessage};
+pub use crate::contract::log::Level;
+pub use crate::contract::types::{
     Action, Assignment, Context, Diagnosis, Direction, Estimate, FailureClass, FailureReport,
     FloatRange, Hypothesis, HypothesisSummary, IntRange, KnobKind, KnobSpec, Objective, Phase,
     TrialStatus, TrialSummary, Value,

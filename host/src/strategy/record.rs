@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{CallInput, CallOutput, Level, World};
-use crate::sandbox::Limits;
+use crate::limits::Limits;
 
 /// One import call the strategy made, with the host's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -148,5 +148,15 @@ impl CallRecord {
     pub fn decision_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(&(&self.outcome, &self.output_sha256, &self.host_calls))
             .unwrap_or_default()
+    }
+}
+
+impl From<crate::limits::LimitHit> for CallError {
+    fn from(hit: crate::limits::LimitHit) -> Self {
+        use crate::limits::LimitHit;
+        match hit {
+            LimitHit::Memory { limit, requested } => CallError::MemoryLimit { limit, requested },
+            LimitHit::Table { limit, requested } => CallError::TableLimit { limit, requested },
+        }
     }
 }

@@ -7,7 +7,17 @@
 use serde::{Deserialize, Serialize};
 use wasmtime::ResourceLimiter;
 
-use crate::strategy::record::CallError;
+/// The most linear memory any strategy may be configured to use (the
+/// pooling allocator's slot size).
+pub const MAX_MEMORY_BYTES: u64 = 1 << 30;
+/// The most core instances (and memories, tables) per component (the
+/// pooling allocator's per-component counts).
+pub const MAX_INSTANCES: u32 = 64;
+
+/// The `llm` gateway's caps on what an endpoint's answer may bring in: the
+/// response body read, and the completion text handed to a strategy.
+pub const LLM_MAX_RESPONSE_BYTES: u64 = 1 << 20;
+pub const LLM_MAX_CONTENT_BYTES: usize = 64 << 10;
 
 /// What every import call costs against [`Limits::max_call_bytes`] besides
 /// its arguments and answer, so that empty calls are not free.
@@ -101,22 +111,30 @@ impl Limits {
                 return Err(format!("limits.{name} must be greater than 0"));
             }
         }
-        if self.memory_bytes > super::MAX_MEMORY_BYTES {
+        if self.memory_bytes > MAX_MEMORY_BYTES {
             return Err(format!(
                 "limits.memory_bytes = {} exceeds the host's ceiling of {} bytes",
-                self.memory_bytes,
-                super::MAX_MEMORY_BYTES
+                self.memory_bytes, MAX_MEMORY_BYTES
             ));
         }
-        if self.max_instances > super::MAX_INSTANCES {
+        if self.max_instances > MAX_INSTANCES {
             return Err(format!(
                 "limits.max_instances = {} exceeds the host's ceiling of {}",
-                self.max_instances,
-                super::MAX_INSTANCES
+                self.max_instances, MAX_INSTANCES
             ));
         }
         Ok(())
     }
+}
+
+/// Which cap of the [`CallLimiter`] a call ran into (`strategy::record`
+/// turns it into the call's `CallError`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitHit {
+    /// Linear memory, in bytes.
+    Memory { limit: u64, requested: u64 },
+    /// Table elements.
+    Table { limit: u64, requested: u64 },
 }
 
 /// The per-store resource limiter: enforces the memory, table and instance
@@ -130,7 +148,7 @@ pub struct CallLimiter {
     /// goes through `memory_growing` as (current → desired).
     total_memory: usize,
     pub(crate) peak_memory: usize,
-    pub(crate) hit: Option<CallError>,
+    pub(crate) hit: Option<LimitHit>,
 }
 
 impl CallLimiter {
@@ -155,7 +173,7 @@ impl ResourceLimiter for CallLimiter {
     ) -> wasmtime::Result<bool> {
         let total_after = self.total_memory.saturating_sub(current) + desired;
         if total_after > self.memory_cap {
-            self.hit.get_or_insert(CallError::MemoryLimit {
+            self.hit.get_or_insert(LimitHit::Memory {
                 limit: self.memory_cap as u64,
                 requested: total_after as u64,
             });
@@ -176,7 +194,7 @@ impl ResourceLimiter for CallLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.table_cap {
-            self.hit.get_or_insert(CallError::TableLimit {
+            self.hit.get_or_insert(LimitHit::Table {
                 limit: self.table_cap as u64,
                 requested: desired as u64,
             });
