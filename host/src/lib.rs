@@ -12,6 +12,7 @@ pub mod insights;
 pub mod jobs;
 pub mod limits;
 pub mod llm;
+pub mod records;
 pub mod sandbox;
 pub mod store;
 pub mod strategy;

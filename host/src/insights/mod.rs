@@ -29,14 +29,12 @@ pub const SERVE_LIMIT: usize = 10_000;
 /// `origin` of a record derived in this workspace.
 pub const RECORDED: &str = "recorded";
 
-mod record;
-
-pub use crate::time::iso_utc;
-use record::round12;
-pub use record::{
+use crate::records::insight::round12;
+pub use crate::records::insight::{
     FIELD_CAPS, FieldCaps, InsightRecord, LineError, MAX_LINE_ERRORS, ParseErrors, content_id,
     parse_jsonl, to_jsonl,
 };
+pub use crate::time::iso_utc;
 
 fn phase_of(stage: Stage) -> Phase {
     match stage {

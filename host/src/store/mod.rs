@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use crate::campaign::state::{CampaignRow, Event, EventBody, HypothesisRow, TrialRow};
-use crate::governance::ApprovalRow;
-use crate::insights::InsightRecord;
+use crate::records::approval::ApprovalRow;
+use crate::records::insight::InsightRecord;
 use crate::strategy::data::MemoryStore;
 use crate::strategy::record::CallRecord;
 

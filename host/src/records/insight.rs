@@ -76,7 +76,7 @@ pub struct InsightRecord {
 /// digits and read back bit-identically (longer ones may come back one
 /// unit in the last place off), so records survive export and import
 /// exactly; the digits dropped are far below any measured noise.
-pub(super) fn round12(x: f64) -> f64 {
+pub(crate) fn round12(x: f64) -> f64 {
     if x == 0.0 || !x.is_finite() {
         return x;
     }
@@ -94,7 +94,7 @@ pub fn content_id(record: &InsightRecord) -> String {
             map.remove(local);
         }
     }
-    crate::governance::payload_hash(&value)[..16].to_string()
+    super::approval::payload_hash(&value)[..16].to_string()
 }
 
 impl InsightRecord {
