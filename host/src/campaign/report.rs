@@ -107,9 +107,63 @@ pub fn build(view: &View) -> Report {
     let direction = spec.objective.direction;
     let eval_var = view.eval_stderr().map_or(0.0, |s| s * s);
     let winner = view.row.winner.or_else(|| view.best().map(|b| b.0));
+    let (baseline_s, best_s, confirmed) = arms(view, winner);
+    let effect = match (&baseline_s, &best_s) {
+        (Some(b), Some(t)) => Some(stats::effect(direction, b, t, eval_var)),
+        _ => None,
+    };
+    let best = match (winner, &best_s) {
+        (Some(w), Some(s)) => best_out(view, w, s),
+        _ => None,
+    };
+    let holdout = holdout_out(view, winner, confirmed);
+    let verdict = verdict(
+        view,
+        best.as_ref(),
+        effect.as_ref(),
+        holdout.as_ref(),
+        confirmed,
+    );
+    let metric = &spec.objective.metric;
+    Report {
+        id: view.row.id,
+        campaign: spec.name.clone(),
+        state: view.row.state.name().into(),
+        stage: view.row.stage.name().into(),
+        objective: ObjectiveOut {
+            metric: metric.clone(),
+            direction: match direction {
+                Direction::Minimize => "minimize".into(),
+                Direction::Maximize => "maximize".into(),
+            },
+        },
+        baseline: baseline_s,
+        best,
+        effect,
+        confirmed,
+        holdout,
+        verdict,
+        trials: counts(view),
+        spent: Hours {
+            cpu_hours: view.row.ledger.spent_cpu,
+            gpu_hours: view.row.ledger.spent_gpu,
+        },
+        budget: BudgetOut {
+            cpu_hours: view.row.budget().cpu_hours,
+            gpu_hours: view.row.budget().gpu_hours,
+            max_trials: view.row.budget().max_trials,
+        },
+        phases: phases(view),
+        failures: failures(view),
+        note: view.row.note.clone(),
+    }
+}
 
+/// The baseline's and the winner's summaries, and whether they come from
+/// fresh-seed confirmation runs of both (else from exploration runs).
+fn arms(view: &View, winner: Option<u64>) -> (Option<Summary>, Option<Summary>, bool) {
     let confirm_values = |h: u64| view.values(h, true);
-    let (baseline_s, best_s, confirmed) = match winner {
+    match winner {
         Some(w) if !confirm_values(w).is_empty() && !confirm_values(0).is_empty() => (
             stats::summarize(&confirm_values(0)),
             stats::summarize(&confirm_values(w)),
@@ -121,107 +175,119 @@ pub fn build(view: &View) -> Report {
             false,
         ),
         None => (view.baseline(), None, false),
-    };
-    let effect = match (&baseline_s, &best_s) {
-        (Some(b), Some(t)) => Some(stats::effect(direction, b, t, eval_var)),
-        _ => None,
-    };
+    }
+}
 
-    let best = match (winner, &best_s) {
-        (Some(w), Some(s)) => view.hypotheses.iter().find(|h| h.id == w).map(|h| {
-            let mut assignments = serde_json::Map::new();
-            let mut diff = Vec::new();
-            for a in &h.hypothesis.assignments {
-                assignments.insert(a.knob.clone(), crate::strategy::value_json(&a.value));
-                let base = spec
-                    .knob(&a.knob)
-                    .map(|k| render_value(&k.baseline))
-                    .unwrap_or_default();
-                diff.push(format!("{}: {} → {}", a.knob, base, render_value(&a.value)));
-            }
-            BestOut {
-                hypothesis: w,
-                title: h.hypothesis.title.clone(),
-                assignments,
-                diff,
-                mean: s.mean,
-                sd: s.sd,
-                n: s.n,
-            }
-        }),
-        _ => None,
-    };
+/// The winner as the report shows it: its change from the baseline.
+fn best_out(view: &View, w: u64, s: &Summary) -> Option<BestOut> {
+    let spec = &view.row.spec;
+    let h = view.hypotheses.iter().find(|h| h.id == w)?;
+    let mut assignments = serde_json::Map::new();
+    let mut diff = Vec::new();
+    for a in &h.hypothesis.assignments {
+        assignments.insert(a.knob.clone(), crate::strategy::value_json(&a.value));
+        let base = spec
+            .knob(&a.knob)
+            .map(|k| render_value(&k.baseline))
+            .unwrap_or_default();
+        diff.push(format!("{}: {} → {}", a.knob, base, render_value(&a.value)));
+    }
+    Some(BestOut {
+        hypothesis: w,
+        title: h.hypothesis.title.clone(),
+        assignments,
+        diff,
+        mean: s.mean,
+        sd: s.sd,
+        n: s.n,
+    })
+}
 
-    let holdout = spec.objective.holdout.as_ref().map(|metric| {
-        let pick = |h: u64| -> Option<f64> {
-            let pool: Vec<f64> = view
-                .trials
-                .iter()
-                .filter(|t| t.hypothesis == h && t.status == TrialStatus::Succeeded)
-                .filter(|t| !confirmed || t.stage == Stage::Confirm)
-                .filter_map(|t| t.holdout)
-                .collect();
-            mean(&pool)
-        };
-        HoldoutOut {
-            metric: metric.clone(),
-            baseline_mean: pick(0),
-            best_mean: winner.and_then(pick),
+/// The holdout metric of the baseline and the winner (from the same runs
+/// the effect uses): reported, never used to choose.
+fn holdout_out(view: &View, winner: Option<u64>, confirmed: bool) -> Option<HoldoutOut> {
+    let metric = view.row.spec.objective.holdout.as_ref()?;
+    let pick = |h: u64| -> Option<f64> {
+        let pool: Vec<f64> = view
+            .trials
+            .iter()
+            .filter(|t| t.hypothesis == h && t.status == TrialStatus::Succeeded)
+            .filter(|t| !confirmed || t.stage == Stage::Confirm)
+            .filter_map(|t| t.holdout)
+            .collect();
+        mean(&pool)
+    };
+    Some(HoldoutOut {
+        metric: metric.clone(),
+        baseline_mean: pick(0),
+        best_mean: winner.and_then(pick),
+    })
+}
+
+/// The proposal in one paragraph.
+fn verdict(
+    view: &View,
+    best: Option<&BestOut>,
+    effect: Option<&stats::Effect>,
+    holdout: Option<&HoldoutOut>,
+    confirmed: bool,
+) -> String {
+    let metric = &view.row.spec.objective.metric;
+    let direction = view.row.spec.objective.direction;
+    let (b, e) = match (best, effect) {
+        (None, _) => {
+            return format!(
+                "Nothing beat the baseline on {metric}: no change improved it beyond zero. Keep the current configuration."
+            );
         }
-    });
-
-    let metric = &spec.objective.metric;
-    let verdict = match (&best, &effect) {
-        (None, _) => format!(
-            "Nothing beat the baseline on {metric}: no change improved it beyond zero. Keep the current configuration."
-        ),
-        (Some(b), Some(e)) => {
-            let mut v = if e.ci95_low > 0.0 {
-                format!(
-                    "Adopt \"{}\": it improves {metric} by {:.6} (95% CI [{:.6}, {:.6}]){}.",
-                    b.title,
-                    e.estimate,
-                    e.ci95_low,
-                    e.ci95_high,
-                    if confirmed {
-                        ", confirmed with fresh seeds"
-                    } else {
-                        ", not confirmed with fresh seeds"
-                    }
-                )
+        (Some(_), None) => return "No baseline measurement: no effect can be computed.".into(),
+        (Some(b), Some(e)) => (b, e),
+    };
+    let mut v = if e.ci95_low > 0.0 {
+        format!(
+            "Adopt \"{}\": it improves {metric} by {:.6} (95% CI [{:.6}, {:.6}]){}.",
+            b.title,
+            e.estimate,
+            e.ci95_low,
+            e.ci95_high,
+            if confirmed {
+                ", confirmed with fresh seeds"
             } else {
-                format!(
-                    "Not a confirmed improvement: \"{}\" changes {metric} by {:.6}, but the 95% CI [{:.6}, {:.6}] includes zero.",
-                    b.title, e.estimate, e.ci95_low, e.ci95_high
-                )
-            };
-            if let Some(h) = &holdout
-                && let (Some(hb), Some(hw)) = (h.baseline_mean, h.best_mean)
-            {
-                let gain = stats::improvement(direction, hb, hw);
-                if gain <= 0.0 {
-                    v.push_str(&format!(
-                        " Warning: the gain does not hold on the holdout ({}: baseline {hb:.6}, best {hw:.6}).",
-                        h.metric
-                    ));
-                } else {
-                    v.push_str(&format!(
-                        " It holds on the holdout ({}: {hb:.6} → {hw:.6}).",
-                        h.metric
-                    ));
-                }
+                ", not confirmed with fresh seeds"
             }
-            v
-        }
-        (Some(_), None) => "No baseline measurement: no effect can be computed.".into(),
+        )
+    } else {
+        format!(
+            "Not a confirmed improvement: \"{}\" changes {metric} by {:.6}, but the 95% CI [{:.6}, {:.6}] includes zero.",
+            b.title, e.estimate, e.ci95_low, e.ci95_high
+        )
     };
+    if let Some(h) = holdout
+        && let (Some(hb), Some(hw)) = (h.baseline_mean, h.best_mean)
+    {
+        let gain = stats::improvement(direction, hb, hw);
+        if gain <= 0.0 {
+            v.push_str(&format!(
+                " Warning: the gain does not hold on the holdout ({}: baseline {hb:.6}, best {hw:.6}).",
+                h.metric
+            ));
+        } else {
+            v.push_str(&format!(
+                " It holds on the holdout ({}: {hb:.6} → {hw:.6}).",
+                h.metric
+            ));
+        }
+    }
+    v
+}
 
+fn counts(view: &View) -> Counts {
     let launched: Vec<_> = view
         .trials
         .iter()
         .filter(|t| !matches!(t.status, TrialStatus::Queued | TrialStatus::Dropped))
         .collect();
-    let trials = Counts {
+    Counts {
         total: launched.len(),
         succeeded: launched
             .iter()
@@ -236,9 +302,11 @@ pub fn build(view: &View) -> Report {
             .iter()
             .filter(|h| h.status == HypothesisStatus::Excluded)
             .count(),
-    };
+    }
+}
 
-    let phases = [
+fn phases(view: &View) -> Vec<PhaseOut> {
+    [
         Stage::Validate,
         Stage::Combine,
         Stage::Exploit,
@@ -283,10 +351,11 @@ pub fn build(view: &View) -> Report {
                 }),
         }
     })
-    .collect();
+    .collect()
+}
 
-    let failures = view
-        .trials
+fn failures(view: &View) -> Vec<FailureOut> {
+    view.trials
         .iter()
         .filter(|t| t.status == TrialStatus::Failed)
         .map(|t| FailureOut {
@@ -307,40 +376,7 @@ pub fn build(view: &View) -> Report {
                 .map_or(String::new(), |d| d.rationale.clone()),
             action: t.action_taken.clone().unwrap_or_default(),
         })
-        .collect();
-
-    Report {
-        id: view.row.id,
-        campaign: spec.name.clone(),
-        state: view.row.state.name().into(),
-        stage: view.row.stage.name().into(),
-        objective: ObjectiveOut {
-            metric: metric.clone(),
-            direction: match direction {
-                Direction::Minimize => "minimize".into(),
-                Direction::Maximize => "maximize".into(),
-            },
-        },
-        baseline: baseline_s,
-        best,
-        effect,
-        confirmed,
-        holdout,
-        verdict,
-        trials,
-        spent: Hours {
-            cpu_hours: view.row.ledger.spent_cpu,
-            gpu_hours: view.row.ledger.spent_gpu,
-        },
-        budget: BudgetOut {
-            cpu_hours: view.row.budget().cpu_hours,
-            gpu_hours: view.row.budget().gpu_hours,
-            max_trials: view.row.budget().max_trials,
-        },
-        phases,
-        failures,
-        note: view.row.note.clone(),
-    }
+        .collect()
 }
 
 /// One line for the event log and the terminal.
