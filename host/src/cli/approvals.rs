@@ -274,138 +274,22 @@ pub fn amend(
 ) -> anyhow::Result<ExitCode> {
     let new = crate::campaign::config::load(file)?;
     let policy = ws.policy()?;
-    let sandbox = workspace::new_sandbox()?;
     let store = ws.open_store(Duration::from_secs(30))?;
     let row = store
         .campaign(id)?
         .with_context(|| format!("no campaign {id} in {}", ws.dir.display()))?;
-    if !row.state.is_active() {
-        anyhow::bail!(
-            "campaign {id} is {}; only a running campaign can be amended (plan a new one)",
-            row.state.name()
-        );
-    }
-    // Only strategies and the budget may change.
-    let mut same = new.clone();
-    same.strategies = row.spec.strategies.clone();
-    same.budget = row.spec.budget.clone();
-    if same != row.spec {
-        let old = serde_json::to_value(&row.spec)?;
-        let now = serde_json::to_value(&same)?;
-        let differs: Vec<String> = old
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(k, v)| now.get(k.as_str()) != Some(*v))
-            .map(|(k, _)| k.clone())
-            .collect();
-        anyhow::bail!(
-            "{}: only [strategies] and [budget] can change in a running campaign; this file also changes {}: plan a new campaign for that",
-            file.display(),
-            differs.join(", ")
-        );
-    }
-    let b_old = row.budget();
-    let b_new = &new.budget;
-    if b_new.cpu_hours < row.spec.budget.cpu_hours
-        || b_new.gpu_hours < row.spec.budget.gpu_hours
-        || b_new.max_trials < row.spec.budget.max_trials
-    {
-        anyhow::bail!(
-            "{}: the budget can only grow here (to stop early: `reagent pause {id}` or `reagent cancel {id}`)",
-            file.display()
-        );
-    }
-    // Both kinds of change are the operator's requests, with the
-    // campaign's expiry.
-    let operator_request = |kind, summary, payload| governance::NewRequest {
-        campaign: id,
-        kind,
-        requested_by: Identity::current().name(),
-        summary,
-        payload,
-        hypothesis: None,
-        expires_after_ms: row.spec.policy.approval_expiry.as_millis() as u64,
-    };
-    let mut requests = Vec::new();
+    let who = Identity::current();
+    let label = file.display().to_string();
+    let requests = governance::amend::requests(&row, &new, &label, &who)?;
     if new.strategies != row.spec.strategies {
-        workspace::inspect_strategies(&new.strategies, &sandbox)?;
-        let s = &new.strategies;
-        requests.push(operator_request(
-            ApprovalKind::StrategyChange,
-            format!(
-                "strategies: generator {}, debugger {}, grants [{}] (were {}, {}, [{}])",
-                s.generator,
-                s.debugger,
-                s.grants.names().join(", "),
-                row.spec.strategies.generator,
-                row.spec.strategies.debugger,
-                row.spec.strategies.grants.names().join(", ")
-            ),
-            serde_json::json!({ "strategies": s }),
-        ));
-    }
-    // The file's budget is the plan's; approved increases stay on top.
-    let more_cpu = b_new.cpu_hours - row.spec.budget.cpu_hours;
-    let more_gpu = b_new.gpu_hours - row.spec.budget.gpu_hours;
-    let more_trials = b_new.max_trials - row.spec.budget.max_trials;
-    if more_cpu > 0.0 || more_gpu > 0.0 || more_trials > 0 {
-        requests.push(operator_request(
-            ApprovalKind::BudgetIncrease,
-            format!(
-                "+{more_cpu} CPU-h, +{more_gpu} GPU-h, +{more_trials} trials (to {} CPU-h, {} GPU-h, {} trials)",
-                b_old.cpu_hours + more_cpu,
-                b_old.gpu_hours + more_gpu,
-                b_old.max_trials + more_trials
-            ),
-            serde_json::json!({
-                "cpu_hours": more_cpu,
-                "gpu_hours": more_gpu,
-                "max_trials": more_trials,
-                "reason": format!("amended from {}", file.display()),
-            }),
-        ));
+        workspace::inspect_strategies(&new.strategies, &workspace::new_sandbox()?)?;
     }
     if requests.is_empty() {
-        println!(
-            "{}: no change to campaign {id}'s strategies or budget",
-            file.display()
-        );
+        println!("{label}: no change to campaign {id}'s strategies or budget");
         return Ok(ExitCode::SUCCESS);
     }
-    let who = Identity::current();
-    let mut refused = None;
-    let rows = store.write(|tx| {
-        let now = now_ms();
-        let mut out = Vec::new();
-        for r in requests {
-            let req = governance::request(tx, r, now)?;
-            let decided = if yes {
-                match governance::settle_in(
-                    tx,
-                    Decision {
-                        id: req.id,
-                        approve: true,
-                        by: &who,
-                        note: "approved on the command line (--yes)".into(),
-                        expect_hash: None,
-                        now,
-                    },
-                    &policy,
-                ) {
-                    Ok(row) => row,
-                    Err(e) => {
-                        refused = Some(e);
-                        req
-                    }
-                }
-            } else {
-                req
-            };
-            out.push(decided);
-        }
-        Ok(out)
-    })?;
+    let approve_as = yes.then_some((&who, &policy));
+    let (rows, refused) = governance::amend::raise(&store, requests, approve_as)?;
     for r in &rows {
         println!(
             "request {} ({}) {}: {}",

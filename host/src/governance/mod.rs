@@ -15,6 +15,7 @@
 //! for automatic approval and for which humans may approve what (including
 //! whether a human who asked, via `reagent amend`, may also approve).
 
+pub mod amend;
 pub mod policy;
 
 pub use crate::records::approval::{
