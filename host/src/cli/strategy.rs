@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::{Subcommand, ValueEnum};
 use serde::Deserialize;
 
+use crate::cli::term;
 use crate::sandbox::{ComponentInfo, Limits, Sandbox, SandboxConfig};
 use crate::strategy::data::{MemoryStore, StaticData};
 use crate::strategy::record::CallRecord;
@@ -302,22 +303,26 @@ fn print_record(record: &CallRecord) {
                     .iter()
                     .map(|a| format!("{}={}", a.knob, render_value(&a.value)))
                     .collect();
-                println!("  {i:>2}. [{}] {}", h.category, h.title);
-                println!("      set: {}", changes.join(" "));
+                println!(
+                    "  {i:>2}. [{}] {}",
+                    term::line(&h.category),
+                    term::line(&h.title)
+                );
+                println!("      set: {}", term::line(&changes.join(" ")));
                 if !h.parents.is_empty() {
                     println!("      parents: {:?}", h.parents);
                 }
                 if !h.rationale.is_empty() {
-                    println!("      why: {}", h.rationale);
+                    println!("      why: {}", term::line(&h.rationale));
                 }
             }
         }
         Ok(CallOutput::Diagnosis(d)) => {
             println!("class:  {}", crate::strategy::failure_class_name(d.class));
             println!("action: {:?}", d.action);
-            println!("why:    {}", d.rationale);
+            println!("why:    {}", term::line(&d.rationale));
         }
-        Err(e) => println!("error ({}): {e}", e.kind()),
+        Err(e) => println!("error ({}): {}", e.kind(), term::block(&e.to_string())),
     }
     let u = &record.usage;
     let l = &record.limits;
@@ -334,7 +339,7 @@ fn print_record(record: &CallRecord) {
     if !record.log.lines.is_empty() || record.log.dropped_lines > 0 {
         println!("strategy log:");
         for line in record.log.lines.iter().take(20) {
-            println!("  {:?}: {}", line.level, line.message);
+            println!("  {:?}: {}", line.level, term::line(&line.message));
         }
         let more = record.log.lines.len().saturating_sub(20) as u64 + record.log.dropped_lines;
         if more > 0 {
@@ -348,7 +353,7 @@ fn print_record(record: &CallRecord) {
         if !text.is_empty() {
             println!("strategy {name}:");
             for line in text.lines().take(10) {
-                println!("  {line}");
+                println!("  {}", term::line(line));
             }
         }
     }
