@@ -435,15 +435,31 @@ pub enum RunMode {
     Detach,
 }
 
+/// How a `run` ended.
+#[derive(Debug, Clone, Copy)]
+pub struct RunEnd {
+    /// The campaign's final pass.
+    pub pass: Pass,
+    /// `stop` was set (Ctrl-C, SIGTERM, SIGHUP): the driver stopped between
+    /// passes and hibernated what it drives; running jobs go on under their
+    /// supervisors and wake the workspace when they end.
+    pub interrupted: bool,
+}
+
+/// How often a waiting foreground driver looks at its stop flag.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
 /// `reagent run`: drives campaign `id` (with its workspace peers) until it
-/// ends (foreground) or until only waiting is left (detach). Returns the
-/// campaign's final pass.
+/// ends (foreground), until only waiting is left (detach), or until `stop`
+/// is set, checked between passes and while waiting.
 pub fn run(
     ws: &Workspace,
     id: u64,
     mode: RunMode,
     progress: &mut dyn FnMut(Progress),
-) -> anyhow::Result<Pass> {
+    stop: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<RunEnd> {
+    let stopped = || stop.load(std::sync::atomic::Ordering::SeqCst);
     let sock = ws.socket_path();
     let sandbox = new_sandbox()?;
     let mut cache = StrategyCache::new();
@@ -458,10 +474,13 @@ pub fn run(
             .into_iter()
             .find(|(c, _)| *c == id)
             .map_or(0, |(_, p)| p.in_flight);
-        return Ok(Pass {
-            state: c.state,
-            in_flight,
-            changed: false,
+        return Ok(RunEnd {
+            pass: Pass {
+                state: c.state,
+                in_flight,
+                changed: false,
+            },
+            interrupted: false,
         });
     }
 
@@ -515,9 +534,19 @@ pub fn run(
                 }
             }
         };
-        if !current.state.is_active() {
+        if !current.state.is_active() || stopped() {
             hibernate_all(ws, &store, &sandbox)?;
-            break current;
+            let pass = match store.campaign(id)? {
+                Some(c) if stopped() && current.state.is_active() => Pass {
+                    state: c.state,
+                    ..current
+                },
+                _ => current,
+            };
+            break RunEnd {
+                pass,
+                interrupted: stopped() && current.state.is_active(),
+            };
         }
         if current.changed {
             // Something moved: look again before sleeping.
@@ -536,10 +565,20 @@ pub fn run(
             }
         }
         drop(store);
-        match rx.recv_timeout(wait) {
-            Ok(s) => enqueue_wake(&mut waiting, s),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => bail!("the wake listener stopped"),
+        // Wait in slices, so a stop request is seen within STOP_POLL.
+        let until = Instant::now() + wait;
+        loop {
+            let slice = until
+                .saturating_duration_since(Instant::now())
+                .min(STOP_POLL);
+            match rx.recv_timeout(slice) {
+                Ok(s) => enqueue_wake(&mut waiting, s),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => bail!("the wake listener stopped"),
+            }
+            if !waiting.is_empty() || stopped() || Instant::now() >= until {
+                break;
+            }
         }
         while let Ok(s) = rx.try_recv() {
             enqueue_wake(&mut waiting, s);

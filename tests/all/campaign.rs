@@ -251,6 +251,60 @@ fn detach_hibernates_and_the_supervisors_wake_the_host_to_the_end() {
 }
 
 #[test]
+fn ctrl_c_stops_a_foreground_run_between_passes_and_the_jobs_finish_it() {
+    use std::io::{BufRead as _, BufReader};
+    // Trials of ~2 s, so the driver is waiting on running jobs when the
+    // signal comes. Before, a foreground run had no handler: Ctrl-C killed
+    // it mid-wait and left the campaign "running" with nobody driving.
+    let p = Project::new(|t| {
+        t.replace("max_trials = 24", "max_trials = 8").replace(
+            "resources = { cpus = 1 }",
+            "resources = { cpus = 1 }\nenv = { TOY_SLEEP = \"2\" }",
+        )
+    });
+    assert!(p.reagent(&["plan", "toy.toml", "--yes"]).status.success());
+    let mut driver = p
+        .command(&["run", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(driver.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("launch") {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "{seen}");
+        seen.push_str(&line);
+    }
+    let signalled = Instant::now();
+    // SAFETY: kill only sends a signal to the child we spawned.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(driver.id() as i32, libc::SIGINT);
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let status = driver.wait().unwrap();
+    let stopped_in = signalled.elapsed();
+    seen.push_str(&rest);
+    assert_eq!(status.code(), Some(130), "{seen}");
+    assert!(
+        seen.contains("interrupted: campaign 1 is hibernating with"),
+        "{seen}"
+    );
+    // It did not wait for the running trials to end.
+    assert!(
+        stopped_in < Duration::from_secs(10),
+        "{stopped_in:?}: {seen}"
+    );
+    // Nobody drives it now; the jobs' supervisors wake it, and it ends.
+    let s = p.wait_finished("1", Duration::from_secs(180));
+    assert_eq!(s["state"], "finished", "{s}");
+    let o = p.reagent(&["audit", "verify"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
 fn bad_campaign_files_are_located_and_register_nothing() {
     let p = Project::new(|t| t.replace("{optimizer}", "{optimiser}"));
     let o = p.reagent(&["plan", "toy.toml"]);

@@ -65,6 +65,47 @@ pub fn init(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Exit code of a foreground `run` stopped by Ctrl-C (128 + SIGINT).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(sig: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+    // The next one ends the process at once: the store is consistent at
+    // every commit, and the jobs run on under their supervisors.
+    // SAFETY: signal() is async-signal-safe; SIG_DFL is a valid disposition.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+    }
+}
+
+/// Ctrl-C, SIGTERM and SIGHUP (the terminal closing) ask a foreground
+/// driver to stop between passes; a second one ends it at once. Says so on
+/// the terminal when the first one arrives.
+pub fn stop_on_signals() -> &'static std::sync::atomic::AtomicBool {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic and resets its own
+        // disposition, both async-signal-safe.
+        #[allow(unsafe_code)]
+        unsafe {
+            let handler: extern "C" fn(libc::c_int) = on_stop_signal;
+            libc::signal(sig, handler as libc::sighandler_t);
+        }
+    }
+    std::thread::spawn(|| {
+        while !STOP.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        println!(
+            "\n{} stopping after the current pass; running jobs go on under their supervisors (signal again to exit at once)",
+            ts()
+        );
+    });
+    &STOP
+}
+
 fn ts() -> String {
     let ms = now_ms();
     let secs = (ms / 1000) % 86400;
@@ -610,7 +651,9 @@ pub fn run(ws: &Workspace, target: &str, detach: bool, yes: bool) -> anyhow::Res
     } else {
         RunMode::Foreground
     };
-    let pass = workspace::run(ws, id, mode, &mut print_progress)?;
+    let stop = stop_on_signals();
+    let end = workspace::run(ws, id, mode, &mut print_progress, stop)?;
+    let pass = end.pass;
     if std::env::var_os("REAGENT_RUSAGE").is_some() {
         let (user, sys) = self_cpu();
         eprintln!("reagent-rusage: user {user:.6} s, sys {sys:.6} s");
@@ -622,6 +665,14 @@ pub fn run(ws: &Workspace, target: &str, detach: bool, yes: bool) -> anyhow::Res
             pass.in_flight
         );
         return Ok(ExitCode::SUCCESS);
+    }
+    if end.interrupted {
+        println!(
+            "interrupted: campaign {id} is {} with {} job(s) still running under their supervisors, which wake the workspace as they end; `reagent run {id}` drives it again, `reagent status {id}` shows it",
+            pass.state.name(),
+            pass.in_flight
+        );
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
     }
     let store = ws.open_store(Duration::from_secs(30))?;
     let view = View::load(&store, id)?;

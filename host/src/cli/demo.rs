@@ -125,7 +125,13 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<ExitCode> {
     println!(
         "[4/5] running it in the foreground (trials, failures and their diagnoses as they happen)…"
     );
-    workspace::run(&ws, id, RunMode::Foreground, &mut print_progress)?;
+    workspace::run(
+        &ws,
+        id,
+        RunMode::Foreground,
+        &mut print_progress,
+        super::campaign::stop_on_signals(),
+    )?;
 
     let store = ws.open_store(std::time::Duration::from_secs(30))?;
     let view = View::load(&store, id)?;
