@@ -10,6 +10,7 @@ mod demo;
 mod governance;
 mod governance_model;
 mod hostile;
+mod hostile_jobs;
 mod insights;
 mod llm;
 mod recording;

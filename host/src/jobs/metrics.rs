@@ -26,6 +26,14 @@ const MAX_DEPTH: usize = 64;
 /// first reported value (in magnitude).
 pub const EXPLOSION_FLOOR: f64 = 10.0;
 pub const EXPLOSION_FACTOR: f64 = 100.0;
+/// A metric whose name is longer than this (bytes) is dropped.
+pub const MAX_METRIC_NAME_BYTES: usize = 128;
+/// At most this many distinct metrics are kept per job; later names are
+/// dropped.
+pub const MAX_METRICS: usize = 256;
+/// At most this many points are kept per curve; past it the last point is
+/// replaced, so the curve still ends at the final value.
+pub const MAX_POINTS_PER_CURVE: usize = 10_000;
 
 /// One reported value.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,16 +52,84 @@ pub struct Metrics {
     pub curves: BTreeMap<String, Vec<(u32, f64)>>,
     /// Unreadable lines (`line N: …`) and other problems, capped.
     pub errors: Vec<String>,
+    /// What the caps dropped.
+    pub capped: Capped,
+}
+
+/// Counts of what [`Metrics::push`] dropped at the caps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capped {
+    pub long_names: usize,
+    pub extra_metrics: usize,
+    pub extra_points: usize,
 }
 
 impl Metrics {
+    /// Records a point, within the caps: names up to
+    /// [`MAX_METRIC_NAME_BYTES`], [`MAX_METRICS`] distinct metrics,
+    /// [`MAX_POINTS_PER_CURVE`] points per curve.
     pub fn push(&mut self, p: Point) {
+        if p.metric.len() > MAX_METRIC_NAME_BYTES {
+            self.capped.long_names += 1;
+            return;
+        }
+        if !self.finals.contains_key(&p.metric) && self.finals.len() >= MAX_METRICS {
+            self.capped.extra_metrics += 1;
+            return;
+        }
         self.finals.insert(p.metric.clone(), p.value);
-        self.curves
-            .entry(p.metric)
-            .or_default()
-            .push((p.step, p.value));
+        let curve = self.curves.entry(p.metric).or_default();
+        if curve.len() >= MAX_POINTS_PER_CURVE {
+            self.capped.extra_points += 1;
+            if let Some(last) = curve.last_mut() {
+                *last = (p.step, p.value);
+            }
+        } else {
+            curve.push((p.step, p.value));
+        }
     }
+
+    /// One note per cap that dropped something, for the outcome.
+    pub fn cap_notes(&self) -> Vec<String> {
+        let c = self.capped;
+        let mut out = Vec::new();
+        if c.long_names > 0 {
+            out.push(format!(
+                "metrics capped: {} values of metrics with names longer than {MAX_METRIC_NAME_BYTES} bytes dropped",
+                c.long_names
+            ));
+        }
+        if c.extra_metrics > 0 {
+            out.push(format!(
+                "metrics capped: more than {MAX_METRICS} distinct metrics; {} values of the others dropped",
+                c.extra_metrics
+            ));
+        }
+        if c.extra_points > 0 {
+            out.push(format!(
+                "metrics capped: curves keep at most {MAX_POINTS_PER_CURVE} points; {} intermediate points dropped",
+                c.extra_points
+            ));
+        }
+        out
+    }
+}
+
+/// Opens a file the job may have placed for reading: never through a
+/// symlink, never blocking on a FIFO, and only a regular file.
+pub fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
 }
 
 /// A capped list of error messages that remembers how many it dropped.
@@ -233,11 +309,14 @@ pub fn parse_jsonl(bytes: &[u8]) -> Metrics {
 /// error (the job may report none); an unreadable one is an error entry.
 pub fn read_jsonl_file(path: &Path) -> Metrics {
     let mut m = Metrics::default();
-    let mut file = match File::open(path) {
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let mut file = match open_regular(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return m,
         Err(e) => {
-            m.errors.push(format!("{}: {e}", path.display()));
+            m.errors.push(format!("{name}: {e}"));
             return m;
         }
     };
@@ -249,7 +328,7 @@ pub fn read_jsonl_file(path: &Path) -> Metrics {
             Ok(n) => reader.feed(&buf[..n]).into_iter().for_each(|p| m.push(p)),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                reader.errors.push(format!("{}: {e}", path.display()));
+                reader.errors.push(format!("{name}: {e}"));
                 break;
             }
         }
@@ -341,7 +420,7 @@ impl EarlyStop {
     /// its first value. `*_stderr` metrics (evaluation noise, which may be
     /// undefined for tiny sets) never stop a job.
     pub fn check(&mut self, p: &Point) -> Option<String> {
-        if p.metric.ends_with("_stderr") {
+        if p.metric.ends_with("_stderr") || p.metric.len() > MAX_METRIC_NAME_BYTES {
             return None;
         }
         if !p.value.is_finite() {
@@ -354,6 +433,8 @@ impl EarlyStop {
         }
         if p.metric.contains("loss") {
             match self.first.get(&p.metric) {
+                // Bounded like the metrics kept.
+                None if self.first.len() >= MAX_METRICS => {}
                 None => {
                     self.first.insert(p.metric.clone(), p.value);
                 }
@@ -412,7 +493,7 @@ impl MetricsTail {
     /// A missing file is nothing new; a file that shrank (rewritten) is read
     /// again from the start.
     pub fn poll(&mut self) -> Option<String> {
-        let mut file = File::open(&self.path).ok()?;
+        let mut file = open_regular(&self.path).ok()?;
         let len = file.metadata().ok()?.len();
         if len < self.offset {
             self.offset = 0;
@@ -781,6 +862,63 @@ mod tests {
             .into_iter()
             .map(|p| (p.metric, p.step, p.value))
             .collect()
+    }
+
+    #[test]
+    fn names_metrics_and_points_are_capped_with_notes() {
+        let mut text = String::new();
+        text.push_str(&format!(
+            "{{\"{}\": 1}}\n",
+            "n".repeat(MAX_METRIC_NAME_BYTES + 1)
+        ));
+        for i in 0..MAX_METRICS + 5 {
+            text.push_str(&format!("{{\"m{i}\": 1}}\n"));
+        }
+        for i in 0..MAX_POINTS_PER_CURVE + 10 {
+            text.push_str(&format!("{{\"step\": {i}, \"m0\": {i}}}\n"));
+        }
+        let m = parse_jsonl(text.as_bytes());
+        assert_eq!(m.finals.len(), MAX_METRICS);
+        assert!(m.finals.keys().all(|k| k.len() <= MAX_METRIC_NAME_BYTES));
+        assert_eq!(m.curves["m0"].len(), MAX_POINTS_PER_CURVE);
+        let last = (MAX_POINTS_PER_CURVE + 9) as u32;
+        assert_eq!(
+            m.curves["m0"].last(),
+            Some(&(last, f64::from(last))),
+            "ends at the final value"
+        );
+        assert_eq!(m.finals["m0"], f64::from(last));
+        let notes = m.cap_notes();
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(
+            notes.iter().all(|n| n.starts_with("metrics capped: ")),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn a_symlink_or_fifo_is_not_read_as_metrics() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("secret");
+        std::fs::write(&target, "{\"valid_loss\": 0.1}\n").unwrap();
+        let link = tmp.path().join("metrics.jsonl");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let m = read_jsonl_file(&link);
+        assert!(m.finals.is_empty());
+        assert_eq!(m.errors.len(), 1, "{:?}", m.errors);
+        assert!(
+            !m.errors[0].contains(tmp.path().to_str().unwrap()),
+            "no path: {:?}",
+            m.errors
+        );
+        let fifo = tmp.path().join("fifo.jsonl");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        #[allow(unsafe_code)]
+        let r = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+        assert_eq!(r, 0);
+        let m = read_jsonl_file(&fifo);
+        assert!(m.finals.is_empty() && m.errors.len() == 1, "{:?}", m.errors);
     }
 
     #[test]
