@@ -318,16 +318,22 @@ mod tests {
         )
         .unwrap();
         let fd = c.raw_fd();
-        let script = "echo a > .reagent/x; echo b > data/y; echo c > \"$OUT/z\"; echo d > new-top; echo e > /dev/null && echo ok";
+        let script = "echo a > .reagent/x; echo b > data/y; echo c > \"$OUT/z\"; echo d > new-top; echo e > /dev/null && echo ok; kill -0 \"$HOST\" 2>/dev/null && echo signalled";
         let mut cmd = std::process::Command::new("sh");
-        cmd.args(["-c", script]).current_dir(&root).env("OUT", &out);
+        cmd.args(["-c", script])
+            .current_dir(&root)
+            .env("OUT", &out)
+            .env("HOST", std::process::id().to_string());
         // SAFETY: apply_in_child only makes two async-signal-safe calls.
         #[allow(unsafe_code)]
         unsafe {
             cmd.pre_exec(move || apply_in_child(fd));
         }
         let o = cmd.output().unwrap();
-        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "ok");
+        let said = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(said.starts_with("ok"), "{said}");
+        // Scoped (ABI ≥ 6): no signal reaches a process outside the domain.
+        assert_eq!(said.contains("signalled"), !c.scoped, "{said}");
         assert!(!ws.join("x").exists(), "the workspace was written");
         assert!(root.join("data/y").exists(), "a workdir folder is writable");
         assert!(out.join("z").exists(), "the output folder is writable");

@@ -785,3 +785,32 @@ fn a_folder_made_by_someone_else_is_refused_not_adopted() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn the_process_tree_follows_parents_across_sessions() {
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "setsid sleep 5 & echo $!; sleep 5"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let escaped: i32 = line.trim().parse().unwrap();
+    let sh = i32::try_from(child.id()).unwrap();
+    let tree = sys::tree(sh, sh);
+    let pids: Vec<i32> = tree.iter().map(|p| p.pid).collect();
+    sys::signal_pid(escaped, libc::SIGKILL);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(pids.contains(&sh), "{pids:?}");
+    assert!(
+        pids.contains(&escaped),
+        "the setsid'd child is in the tree: {pids:?}"
+    );
+    let me = i32::try_from(std::process::id()).unwrap();
+    assert!(!pids.contains(&me));
+}
