@@ -26,21 +26,23 @@ fn project(script: &str, edit: impl Fn(String) -> String) -> Project {
     p
 }
 
-/// The job folder of trial `n` of campaign `c` (named `c<c>-t<n>` or
-/// `c<c>-t<n>-<nonce>`).
+/// The job folder of trial `n` of campaign `c`: `c<c>-t<n>-<nonce>`, or
+/// (the old code's name) `c<c>-t<n>`.
 fn job_folder(p: &Project, c: u64, n: u64) -> Option<PathBuf> {
     let exact = format!("c{c}-t{n}");
     let prefix = format!("c{c}-t{n}-");
-    std::fs::read_dir(p.path(".reagent/jobs"))
+    let names: Vec<String> = std::fs::read_dir(p.path(".reagent/jobs"))
         .ok()?
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names
+        .iter()
         .find(|name| {
-            name == &exact
-                || name
-                    .strip_prefix(&prefix)
-                    .is_some_and(|rest| !rest.is_empty() && !rest.contains('-'))
+            name.strip_prefix(&prefix)
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains('-'))
         })
+        .or_else(|| names.iter().find(|name| **name == exact))
         .map(|name| p.path(".reagent/jobs").join(name))
 }
 
@@ -118,15 +120,10 @@ fn a_job_forging_its_exit_record_cannot_make_the_ledger_negative_or_overrun_the_
     }
 }
 
-fn preempted_trial_runs_for_real(unconfined: bool) {
-    let p = project("preempt_trial.sh", |t| {
-        t.replace("max_trials = 24", "max_trials = 8")
-    });
-    let mut cmd = p.command(&["run", "toy.toml", "--yes"]);
-    if unconfined {
-        cmd.env("REAGENT_ALLOW_UNCONFINED_JOBS", "1");
-    }
-    let o = cmd.output().unwrap();
+/// Runs the campaign; trial 3 must really run (or be reported), never be
+/// the forgery some job or process put in `c1-t3/`.
+fn preempted_trial_runs_for_real(p: &Project) {
+    let o = p.reagent(&["run", "toy.toml", "--yes"]);
     assert!(o.status.success(), "{}", text(&o));
     let store = store(&p);
     let trials = store.trials(1).unwrap();
@@ -161,14 +158,33 @@ fn preempted_trial_runs_for_real(unconfined: bool) {
 
 #[test]
 fn a_trial_folder_pre_created_by_another_job_is_never_adopted() {
-    preempted_trial_runs_for_real(false);
+    let p = project("preempt_trial.sh", |t| {
+        t.replace("max_trials = 24", "max_trials = 8")
+    });
+    preempted_trial_runs_for_real(&p);
+    let jobs = p.path(".reagent/jobs");
+    assert!(
+        !jobs.join("c1-t3").exists(),
+        "the job wrote the jobs folder"
+    );
 }
 
 #[test]
-fn unconfined_a_trial_folder_pre_created_by_another_job_is_never_adopted() {
-    // Without Landlock the job can write the jobs folder; the per-launch
-    // folder name still keeps its forgery out of trial 3.
-    preempted_trial_runs_for_real(true);
+fn a_trial_folder_pre_created_outside_the_sandbox_is_never_adopted() {
+    // What an unconfined job (or any other process of the user) can do:
+    // pre-create trial 3's folder under its old, predictable name. The
+    // launch's nonce makes it not trial 3's folder.
+    let p = Project::new(|t| t.replace("max_trials = 24", "max_trials = 8"));
+    let t3 = p.path(".reagent/jobs/c1-t3");
+    std::fs::create_dir_all(t3.join("out")).unwrap();
+    let record = r#"{"exit_code":0,"signal":null,"wall_secs":0.1,"cpu_secs":0.0}"#;
+    let line = r#"{"step":2,"valid_loss":0.0001,"valid_loss_stderr":0.00001,"test_loss":0.0001}"#;
+    std::fs::write(t3.join("status.json"), record).unwrap();
+    std::fs::write(t3.join("metrics.jsonl"), line).unwrap();
+    std::fs::write(t3.join("out/metrics.jsonl"), line).unwrap();
+    preempted_trial_runs_for_real(&p);
+    let real = job_folder(&p, 1, 3).unwrap();
+    assert_ne!(real, t3, "trial 3 ran in a folder of its own");
 }
 
 /// Whether `pid` is alive (a zombie counts as dead).
