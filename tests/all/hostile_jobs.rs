@@ -125,7 +125,7 @@ fn a_job_forging_its_exit_record_cannot_make_the_ledger_negative_or_overrun_the_
 fn preempted_trial_runs_for_real(p: &Project) {
     let o = p.reagent(&["run", "toy.toml", "--yes"]);
     assert!(o.status.success(), "{}", text(&o));
-    let store = store(&p);
+    let store = store(p);
     let trials = store.trials(1).unwrap();
     let t3 = trials.iter().find(|t| t.id == 3).expect("trial 3");
     assert_ne!(
