@@ -208,7 +208,18 @@ fn name_of(p: &Path) -> String {
 
 /// The running kernel's Landlock ABI version; 0 or less when none.
 pub fn kernel_abi() -> i32 {
+    #[cfg(test)]
+    if let Some(abi) = FAKE_ABI.with(std::cell::Cell::get) {
+        return abi;
+    }
     sys::landlock_abi()
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Unit tests: the ABI this thread's supervisor sees (a kernel without
+    /// Landlock, say).
+    pub(crate) static FAKE_ABI: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
 }
 
 /// Whether the operator allows unconfined jobs where Landlock is missing.

@@ -814,3 +814,30 @@ fn the_process_tree_follows_parents_across_sessions() {
     let me = i32::try_from(std::process::id()).unwrap();
     assert!(!pids.contains(&me));
 }
+
+#[test]
+fn without_landlock_the_job_does_not_start_and_says_why() {
+    if super::super::confine::unconfined_allowed() {
+        eprintln!("skipped: REAGENT_ALLOW_UNCONFINED_JOBS=1 is set");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let b = inline_backend(&tmp.path().join("jobs"));
+    super::super::confine::FAKE_ABI.with(|a| a.set(Some(0)));
+    let o = run_inline(
+        &b,
+        &sh_spec("open", "touch ran", &work(&tmp)),
+        &AtomicBool::new(false),
+    );
+    super::super::confine::FAKE_ABI.with(|a| a.set(None));
+    assert_eq!(o.exit_code, Some(EXIT_CANNOT_START));
+    assert!(
+        o.log_tail
+            .contains("cannot confine the job: Landlock is not available")
+            && o.log_tail
+                .contains("set REAGENT_ALLOW_UNCONFINED_JOBS=1 to run jobs unconfined"),
+        "{}",
+        o.log_tail
+    );
+    assert!(!work(&tmp).join("ran").exists(), "the job ran unconfined");
+}
