@@ -19,6 +19,12 @@ fn small(t: String) -> String {
         )
 }
 
+/// Creates the runs log the jobs append to: a job cannot create new
+/// top-level files in a working directory that holds the workspace.
+fn runs_log(p: &Project) {
+    std::fs::write(p.path("runs.log"), "").unwrap();
+}
+
 /// Checks a finished workspace against what must hold after any crash.
 fn check(p: &Project, label: &str) -> u64 {
     // A job's supervisor may still be running its `reagent wake` briefly.
@@ -79,6 +85,7 @@ fn check(p: &Project, label: &str) -> u64 {
 fn killing_the_host_after_any_commit_loses_nothing_and_runs_nothing_twice() {
     // A clean run first, to know how many commits a whole campaign makes.
     let clean = Project::new(small);
+    runs_log(&clean);
     let o = clean.reagent(&["run", "toy.toml", "--yes"]);
     assert!(o.status.success(), "{}", text(&o));
     let total = check(&clean, "clean run");
@@ -86,6 +93,7 @@ fn killing_the_host_after_any_commit_loses_nothing_and_runs_nothing_twice() {
     let mut kill_points = 0;
     for n in 1..=total {
         let p = Project::new(small);
+        runs_log(&p);
         let o = p
             .command(&["run", "toy.toml", "--yes"])
             .env("REAGENT_CRASH_AFTER_COMMITS", n.to_string())
@@ -117,6 +125,21 @@ fn killing_the_host_after_any_commit_loses_nothing_and_runs_nothing_twice() {
     );
 }
 
+/// The job folder of campaign 1's trial `n`: `c1-t<n>-<launch nonce>`.
+pub fn job_folder(jobs: &std::path::Path, n: u64) -> Option<std::path::PathBuf> {
+    let prefix = format!("c1-t{n}-");
+    std::fs::read_dir(jobs)
+        .ok()?
+        .flatten()
+        .find(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|name| name.strip_prefix(&prefix))
+                .is_some_and(|nonce| !nonce.is_empty() && !nonce.contains('-'))
+        })
+        .map(|e| e.path())
+}
+
 fn read_pid(path: &std::path::Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
@@ -138,9 +161,10 @@ fn killed_supervisors_and_jobs_are_diagnosed_and_the_campaign_goes_on() {
     // Wait for the first two baseline jobs to be running.
     let start = std::time::Instant::now();
     let (a, b) = loop {
-        let a = jobs.join("c1-t1");
-        let b = jobs.join("c1-t2");
-        if read_pid(&a.join("job.pid")).is_some() && read_pid(&b.join("job.pid")).is_some() {
+        if let (Some(a), Some(b)) = (job_folder(&jobs, 1), job_folder(&jobs, 2))
+            && read_pid(&a.join("job.pid")).is_some()
+            && read_pid(&b.join("job.pid")).is_some()
+        {
             break (a, b);
         }
         assert!(

@@ -12,6 +12,7 @@ mod governance_model;
 mod hostile;
 mod hostile_bytes;
 mod hostile_cache;
+mod hostile_jobs;
 mod hostile_time;
 mod insights;
 mod llm;

@@ -62,6 +62,22 @@ fn drive(p: &Project) -> std::process::Child {
 }
 
 /// Each trial's job folder started its batch job exactly once.
+/// The job folder of campaign 1's trial `n` (named with its launch's
+/// nonce), once it exists.
+fn folder(p: &Project, n: u64) -> std::path::PathBuf {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(f) = crate::crash::job_folder(&p.path(".reagent/jobs"), n) {
+            return f;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "trial {n} never launched"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 fn assert_each_job_started_once(p: &Project) {
     let trials = p.json(&["trials", "1", "--json"]);
     let mut launched = 0;
@@ -70,7 +86,7 @@ fn assert_each_job_started_once(p: &Project) {
             continue;
         }
         launched += 1;
-        let dir = p.path(&format!(".reagent/jobs/c1-t{}", t["id"]));
+        let dir = folder(p, t["id"].as_u64().unwrap());
         assert!(dir.join("job.sbatch").exists(), "{}", dir.display());
         let starts = std::fs::read_to_string(dir.join("slurm-jobs")).unwrap_or_default();
         let ids: Vec<&str> = starts.lines().collect();
@@ -111,7 +127,7 @@ fn a_campaign_runs_to_the_end_on_slurm() {
     assert_eq!(r["state"], "finished", "{r}");
     assert_eq!(r["trials"]["failed"], 0, "{r}");
     assert_each_job_started_once(&p);
-    let script = std::fs::read_to_string(p.path(".reagent/jobs/c1-t1/job.sbatch")).unwrap();
+    let script = std::fs::read_to_string(folder(&p, 1).join("job.sbatch")).unwrap();
     assert!(script.contains("#SBATCH --partition=debug"), "{script}");
     assert!(
         script.contains("#SBATCH --time=0:50"),
@@ -135,7 +151,7 @@ fn time_outs_and_cancellations_outside_reagent_are_diagnosed() {
     // job stopped from outside needs (its own wake comes while Slurm still
     // shows it running; on a cluster, the cron'd `reagent wake` does this).
     let driver = drive(&p);
-    let job5 = p.path(".reagent/jobs/c1-t5/slurm.jobid");
+    let job5 = folder(&p, 5).join("slurm.jobid");
     wait_for(&job5, "trial 5 never launched");
     let id = std::fs::read_to_string(&job5).unwrap().trim().to_string();
     slurm(&bin, "scancel", &[&id]);
@@ -201,7 +217,7 @@ fn a_crash_right_after_sbatch_is_found_by_name_not_submitted_again() {
         .output()
         .unwrap();
     assert!(!o.status.success(), "{}", text(&o));
-    let dir = p.path(".reagent/jobs/c1-t1");
+    let dir = folder(&p, 1);
     assert!(dir.join("job.sbatch").exists());
     assert!(
         !dir.join("slurm.jobid").exists(),
@@ -262,7 +278,7 @@ fn a_requeued_job_is_followed_under_the_same_trial() {
     });
     let driver = drive(&p);
     // Requeue trial 1 while it runs (what preemption with requeue does).
-    let dir = p.path(".reagent/jobs/c1-t1");
+    let dir = folder(&p, 1);
     wait_for(&dir.join("stdout.log"), "trial 1 never started");
     let id = std::fs::read_to_string(dir.join("slurm.jobid")).unwrap();
     slurm(&bin, "scontrol", &["requeue", id.trim()]);

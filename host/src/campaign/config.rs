@@ -113,6 +113,10 @@ struct JobSection {
     command: Spanned<Vec<String>>,
     #[serde(default)]
     env: IndexMap<String, String>,
+    /// Variables copied from reagent's environment into the job's
+    /// (`NAME` or `PREFIX_*`), besides the base list.
+    #[serde(default)]
+    pass_env: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     params_file: Option<String>,
     #[serde(default)]
@@ -295,6 +299,11 @@ pub struct JobTemplate {
     pub backend: String,
     pub command: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// `[job] pass_env`: `NAME` or `PREFIX_*` patterns of variables copied
+    /// from reagent's environment into the job's (see `jobs::BASE_ENV` for
+    /// what every job gets). Never matches the `[llm] api_key_env` variable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pass_env: Vec<String>,
     /// File name (inside the job folder) of the params JSON; also `$REAGENT_PARAMS`.
     pub params_file: String,
     pub workdir: PathBuf,
@@ -1199,6 +1208,23 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Campaign, ConfigErro
             "[strategies] grants llm, but the file has no [llm] section; add one with the endpoint, e.g.\n  [llm]\n  url = \"https://api.openai.com/v1/chat/completions\"\n  model = \"gpt-4o-mini\"\n  api_key_env = \"OPENAI_API_KEY\"\n  token_budget = 100000",
         ));
     }
+    let mut pass_env = Vec::new();
+    for p in raw.job.pass_env.as_ref().map_or(&[][..], |v| v.get_ref()) {
+        let pattern = p.get_ref();
+        crate::jobs::check_env_pattern(pattern)
+            .map_err(|m| loc.at(p.span(), format!("job.{m}")))?;
+        if let Some(key) = llm.as_ref().and_then(|l| l.api_key_env.as_deref())
+            && crate::jobs::env_pattern_matches(pattern, key)
+        {
+            return Err(loc.at(
+                p.span(),
+                format!(
+                    "job.pass_env pattern {pattern:?} matches {key}, the language model's key ([llm] api_key_env); jobs never get the key: narrow the pattern"
+                ),
+            ));
+        }
+        pass_env.push(pattern.clone());
+    }
     Ok(Campaign {
         name,
         description: raw.campaign.description,
@@ -1213,6 +1239,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Campaign, ConfigErro
             backend,
             command,
             env: raw.job.env.into_iter().collect(),
+            pass_env,
             params_file,
             workdir,
             time_limit,
@@ -1293,6 +1320,37 @@ max_trials = 20
         let e = err(&GOOD.replace("{optimizer}", "{optimiser}"));
         assert_eq!((e.line, e.file.as_str()), (12, "c.toml"));
         assert!(e.message.contains("unknown knob `{optimiser}`"), "{e}");
+    }
+
+    #[test]
+    fn pass_env_patterns_are_checked_and_never_match_the_llm_key() {
+        let with = |pass: &str, llm: bool| {
+            let mut t = GOOD.replace(
+                "time_limit = \"10m\"",
+                &format!("time_limit = \"10m\"\npass_env = {pass}"),
+            );
+            if llm {
+                t.push_str("\n[llm]\nurl = \"https://llm.example/v1/chat/completions\"\nmodel = \"m\"\napi_key_env = \"OPENAI_API_KEY\"\n");
+            }
+            t
+        };
+        let c = parse(
+            "c.toml",
+            &with(r#"["HF_*", "WANDB_API_KEY"]"#, true),
+            Path::new("/x"),
+        )
+        .unwrap();
+        assert_eq!(c.job.pass_env, ["HF_*", "WANDB_API_KEY"]);
+        let e = err(&with(r#"["HF_*", "OPENAI_*"]"#, true));
+        assert_eq!((e.line, e.column), (14, 21), "{e}");
+        assert!(e.message.contains("matches OPENAI_API_KEY"), "{e}");
+        // Without [llm] there is no key to protect.
+        assert!(parse("c.toml", &with(r#"["OPENAI_*"]"#, false), Path::new("/x")).is_ok());
+        for bad in [r#"["*"]"#, r#"["A-B"]"#, r#"["REAGENT_WORKSPACE"]"#] {
+            let e = err(&with(bad, false));
+            assert_eq!(e.line, 14, "{bad}: {e}");
+            assert!(e.message.starts_with("job.pass_env pattern"), "{e}");
+        }
     }
 
     #[test]

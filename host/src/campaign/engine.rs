@@ -1550,6 +1550,11 @@ impl<'a> Engine<'a> {
         view.row.ledger.launched += 1;
         let t = view.trials.iter_mut().find(|t| t.id == tid).unwrap();
         t.status = TrialStatus::Launching;
+        // The job folder's name gets a nonce journaled here, so no job can
+        // pre-create the folder of a launch to come (folders named by
+        // campaign and trial alone were predictable), while a re-submit of
+        // this launch after a crash finds the same folder.
+        t.key = format!("c{id}-t{tid}-{}", launch_nonce());
         t.reserved_cpu = rc;
         t.reserved_gpu = rg;
         t.launched_ms = Some(now_ms());
@@ -1604,6 +1609,14 @@ impl<'a> Engine<'a> {
             key: t.key.clone(),
             argv,
             env,
+            pass_env: spec.job.pass_env.clone(),
+            // The language model's key never reaches a job.
+            withheld_env: spec
+                .llm
+                .as_ref()
+                .and_then(|l| l.api_key_env.clone())
+                .into_iter()
+                .collect(),
             workdir: spec.job.workdir.clone(),
             params: serde_json::Value::Object(params),
             params_file: spec.job.params_file.clone(),
@@ -1710,7 +1723,8 @@ impl<'a> Engine<'a> {
             && outcome.stopped_early.is_none()
             && !outcome.memory_exceeded;
         let succeeded = clean_exit && objective.is_some_and(f64::is_finite);
-        let hours = outcome.wall_secs / 3600.0;
+        let wall_secs = plausible_wall_secs(&mut outcome, spec.job.time_limit);
+        let hours = wall_secs / 3600.0;
         let mut guard_violation = None;
         for g in &spec.objective.guards {
             if non_finite.contains(&g.metric) {
@@ -1731,9 +1745,11 @@ impl<'a> Engine<'a> {
                 used
             }
         };
+        // Never negative, whatever a record said (a negative spend would
+        // give budget back).
         let (spent_cpu, spent_gpu) = (
-            cap(t.reserved_cpu, spec.job.resources.cpus * hours),
-            cap(t.reserved_gpu, spec.job.resources.gpus * hours),
+            cap(t.reserved_cpu, spec.job.resources.cpus * hours).max(0.0),
+            cap(t.reserved_gpu, spec.job.resources.gpus * hours).max(0.0),
         );
         view.row.ledger.reserved_cpu = (view.row.ledger.reserved_cpu - t.reserved_cpu).max(0.0);
         view.row.ledger.reserved_gpu = (view.row.ledger.reserved_gpu - t.reserved_gpu).max(0.0);
@@ -1840,7 +1856,8 @@ impl<'a> Engine<'a> {
                         spec.objective.metric
                     ));
                 }
-                tail
+                // Strategies never see where things are on this machine.
+                crate::jobs::redact_paths(&tail, Some(&spec.job.workdir))
             },
             attempt: trial.attempt,
             max_attempts,
@@ -2176,6 +2193,62 @@ pub fn summary_line(view: &View) -> String {
     )
 }
 
+/// Slack on top of the time limit and the kill grace for a run time to be
+/// believed: the supervisor's own scheduling, a busy machine.
+const WALL_SLACK_SECS: f64 = 60.0;
+
+/// The run time to settle: the outcome's when it is a plausible one
+/// (finite, not negative, at most the time limit + kill grace + slack);
+/// otherwise the most the trial could have run (the top of that range;
+/// 0 without a time limit), with a note in the outcome's log tail. The
+/// supervisor measures it, but an unconfined job could have rewritten its
+/// record: a forged time must never give budget back or run for free.
+fn plausible_wall_secs(outcome: &mut JobOutcome, time_limit: std::time::Duration) -> f64 {
+    let limit = time_limit.as_secs_f64();
+    let max = if limit > 0.0 {
+        limit + crate::jobs::local::KILL_GRACE.as_secs_f64() + WALL_SLACK_SECS
+    } else {
+        f64::INFINITY
+    };
+    let reported = outcome.wall_secs;
+    let settled = if (0.0..=max).contains(&reported) {
+        reported
+    } else if max.is_finite() {
+        max
+    } else {
+        0.0
+    };
+    if settled != reported {
+        outcome.log_tail.push_str(&format!(
+            "\nreagent: the recorded run time {reported} s is not plausible (0 to {max} s); settled as {settled} s"
+        ));
+        outcome.wall_secs = settled;
+    }
+    settled
+}
+
+/// 64 random bits in hex, for a launch's job folder name.
+fn launch_nonce() -> String {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 8];
+    let from_os = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_ok();
+    if !from_os {
+        // SipHash with the process's random keys over the time and pid.
+        use std::hash::{BuildHasher as _, Hasher as _};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_u32(std::process::id());
+        bytes = h.finish().to_le_bytes();
+    }
+    hex::encode(bytes)
+}
+
 fn describe_failure(o: &JobOutcome, metric: &str) -> String {
     if o.timed_out {
         "timed out".into()
@@ -2197,6 +2270,44 @@ fn describe_failure(o: &JobOutcome, metric: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn implausible_run_times_are_clamped_and_noted() {
+        let limit = std::time::Duration::from_secs(5);
+        for (reported, settled) in [
+            (-36_000_000.0, 68.0),
+            (-0.5, 68.0),
+            (f64::NEG_INFINITY, 68.0),
+            (f64::INFINITY, 68.0),
+            (f64::NAN, 68.0),
+            (1e12, 68.0),
+        ] {
+            let mut o = JobOutcome {
+                wall_secs: reported,
+                ..JobOutcome::default()
+            };
+            assert_eq!(plausible_wall_secs(&mut o, limit), settled, "{reported}");
+            assert_eq!(o.wall_secs, settled);
+            assert!(
+                o.log_tail.contains("is not plausible"),
+                "{reported}: {}",
+                o.log_tail
+            );
+        }
+        let mut o = JobOutcome {
+            wall_secs: 4.5,
+            ..JobOutcome::default()
+        };
+        assert_eq!(plausible_wall_secs(&mut o, limit), 4.5);
+        assert!(o.log_tail.is_empty());
+    }
+
+    #[test]
+    fn launch_nonces_differ() {
+        let (a, b) = (launch_nonce(), launch_nonce());
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, b);
+    }
 
     #[test]
     fn placeholders_render_and_braces_escape() {

@@ -1,12 +1,17 @@
-//! The local backend and its job supervisor.
+//! The local backend. The supervisor itself is in `supervisor.rs`.
 //!
-//! Each job gets a folder `<jobs_dir>/<key>`. `submit` writes the spec there
-//! and starts a detached supervisor (`reagent __supervise <folder>`, in its
-//! own session); the supervisor runs the command in its own process group,
-//! captures its output, enforces the time and memory limits, stops a
-//! diverging run, writes the exit status atomically and runs `reagent wake`.
-//! Everything the host needs later is in the folder, so a restarted host (or
-//! none at all) sees the same thing:
+//! Each job gets a folder `<jobs_dir>/<key>`, created exclusively by
+//! `submit` (the key holds a per-launch nonce, so nobody can pre-create
+//! it; a folder that exists but was not made by this launch is refused,
+//! never adopted, and a symlinked folder is never followed). `submit`
+//! writes the spec there and starts a detached supervisor
+//! (`reagent __supervise <folder>`, in its own session); the supervisor
+//! runs the command confined, captures its output, enforces the time and
+//! memory limits, stops a diverging run, kills whatever the job left
+//! behind, writes the exit status atomically and runs `reagent wake`.
+//! Everything the host needs later is in the folder, so a restarted host
+//! (or none at all) sees the same thing. The job can write only `out/`
+//! and `tmp/`; every other file is the supervisor's or submit's:
 //!
 //! | file              | written by  | what |
 //! |-------------------|-------------|------|
@@ -15,30 +20,35 @@
 //! | `supervisor.pid`  | submit      | the supervisor's pid (the handle id) |
 //! | `supervisor.lock` | both        | held (flock) by the live supervisor, and by submit while it starts one |
 //! | `job.pid`         | supervisor  | the job's pid, also its process group |
-//! | `stdout.log`, `stderr.log` | job | its output; the supervisor adds `[reagent supervisor]` notes to stderr.log |
-//! | `metrics.jsonl`   | job         | `$REAGENT_METRICS` |
-//! | `status.json`     | supervisor  | [`ExitRecord`]: how the job ended |
+//! | `stdout.log`, `stderr.log` | supervisor | opened by the supervisor, written by the job through those fds; the supervisor adds `[reagent supervisor]` notes to stderr.log |
+//! | `status.json`     | supervisor  | [`ExitRecord`]: how the job ended, its run time as measured by the supervisor |
 //! | `wake.log`        | supervisor  | stderr of `reagent wake` |
 //! | `supervisor.log`  | supervisor  | the supervisor's own errors, if any |
+//! | `out/`            | job         | `$REAGENT_JOB_DIR`: the job's own files, among them `metrics.jsonl` (`$REAGENT_METRICS`) |
+//! | `tmp/`            | job         | `$TMPDIR`, removed when the job ends |
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use super::metrics::{self, MetricsTail};
-use super::{Backend, JobHandle, JobOutcome, JobSpec, JobState, WakeCommand};
+use super::metrics;
+use super::sys;
+use super::{Backend, JobHandle, JobOutcome, JobSpec, JobState};
 use crate::campaign::config::MetricsSource;
+
+#[cfg(test)]
+pub(crate) use super::supervisor::run_supervisor;
+pub use super::supervisor::supervise;
 
 /// The hidden subcommand that runs a supervisor: `reagent __supervise DIR`.
 pub const SUPERVISE_SUBCOMMAND: &str = "__supervise";
@@ -46,8 +56,6 @@ pub const SUPERVISE_SUBCOMMAND: &str = "__supervise";
 pub const KILL_GRACE: Duration = Duration::from_secs(3);
 /// How often the supervisor looks at its job.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
-/// How often it measures the job's memory (a scan of /proc).
-const MEMORY_INTERVAL: Duration = Duration::from_millis(500);
 /// Exit code recorded when the command cannot be started.
 pub const EXIT_CANNOT_START: i32 = 127;
 /// The log tail in a finished job's outcome.
@@ -68,7 +76,14 @@ pub const STDERR_FILE: &str = "stderr.log";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const WAKE_LOG_FILE: &str = "wake.log";
 pub const SUPERVISOR_LOG_FILE: &str = "supervisor.log";
-pub(crate) const RESERVED: [&str; 10] = [
+/// The job's own folder (`$REAGENT_JOB_DIR`), the only one it may write
+/// besides its tmp and working directory.
+pub const OUT_DIR: &str = "out";
+/// The job's private tmp (`$TMPDIR`).
+pub const TMP_DIR: &str = "tmp";
+pub(crate) const RESERVED: [&str; 12] = [
+    OUT_DIR,
+    TMP_DIR,
     SPEC_FILE,
     STATUS_FILE,
     SUPERVISOR_PID_FILE,
@@ -155,6 +170,11 @@ impl LocalBackend {
     }
 
     fn handle_in(&self, key: &str, dir: &Path) -> Option<JobHandle> {
+        // Only a real folder made by this launch (its spec names the key)
+        // is a submitted job; anything else is not ours to adopt.
+        if folder_kind(dir) != Folder::Dir || !spec_is_ours(dir, key) {
+            return None;
+        }
         let pid = read_pid(&dir.join(SUPERVISOR_PID_FILE));
         if pid.is_none() && !dir.join(STATUS_FILE).exists() {
             return None;
@@ -192,13 +212,14 @@ impl Backend for LocalBackend {
         match fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                check_ours(&dir, &spec.key)?;
                 if let Some(h) = self.handle_in(&spec.key, &dir) {
                     return Ok(h);
                 }
-                // A folder without a supervisor pid: a submission that
+                // Our folder without a supervisor pid: a submission that
                 // crashed half-way, or one in progress elsewhere.
             }
-            Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+            Err(e) => return Err(e).with_context(|| format!("creating job folder {}", spec.key)),
         }
         // Hold the lock while starting the supervisor, so two submitters never
         // both start one (the supervisor waits for it before it runs the job).
@@ -251,11 +272,8 @@ impl Backend for LocalBackend {
 
     fn status(&self, handle: &JobHandle) -> anyhow::Result<JobState> {
         let dir = self.job_dir(&handle.key)?;
-        if !dir.is_dir() {
-            return Ok(JobState::Lost(format!(
-                "job folder {} was deleted",
-                dir.display()
-            )));
+        if let Some(lost) = folder_lost(&dir, &handle.key) {
+            return Ok(lost);
         }
         if let Some(state) = finished_state(&dir) {
             return Ok(state);
@@ -277,8 +295,8 @@ impl Backend for LocalBackend {
                     format!("the supervisor (pid {pid}) is gone and left no exit status")
                 }
                 None => format!(
-                    "the job was never started: {} has no supervisor pid",
-                    dir.display()
+                    "the job was never started: job folder {} has no supervisor pid",
+                    handle.key
                 ),
             },
         ))
@@ -286,7 +304,7 @@ impl Backend for LocalBackend {
 
     fn cancel(&self, handle: &JobHandle) -> anyhow::Result<()> {
         let dir = self.job_dir(&handle.key)?;
-        if !dir.is_dir() || dir.join(STATUS_FILE).exists() {
+        if folder_kind(&dir) != Folder::Dir || dir.join(STATUS_FILE).exists() {
             return Ok(());
         }
         // The supervisor stops the group (SIGTERM, then SIGKILL after the
@@ -312,8 +330,8 @@ impl Backend for LocalBackend {
 
     fn logs(&self, handle: &JobHandle, tail_bytes: usize) -> anyhow::Result<String> {
         let dir = self.job_dir(&handle.key)?;
-        if !dir.is_dir() {
-            bail!("job folder {} was deleted", dir.display());
+        if let Some(JobState::Lost(why)) = folder_lost(&dir, &handle.key) {
+            bail!("{why}");
         }
         let out = tail_file(&dir.join(STDOUT_FILE), tail_bytes, usize::MAX);
         let err = tail_file(&dir.join(STDERR_FILE), tail_bytes, usize::MAX);
@@ -324,19 +342,93 @@ impl Backend for LocalBackend {
 /// `Finished` if the folder has an exit status, with metrics and log tail.
 /// An unreadable status file is `Lost`, naming the file.
 pub(crate) fn finished_state(dir: &Path) -> Option<JobState> {
-    let path = dir.join(STATUS_FILE);
-    let bytes = match fs::read(&path) {
+    let key = dir
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    if let Some(lost) = folder_lost(dir, &key) {
+        return Some(lost);
+    }
+    let bytes = match read_regular(&dir.join(STATUS_FILE), 1 << 20) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
-        Err(e) => return Some(JobState::Lost(format!("{}: {e}", path.display()))),
+        Err(e) => return Some(JobState::Lost(format!("{key}/{STATUS_FILE}: {e}"))),
     };
     match serde_json::from_slice::<ExitRecord>(&bytes) {
         Ok(record) => Some(JobState::Finished(read_outcome(dir, record))),
         Err(e) => Some(JobState::Lost(format!(
-            "{} is unreadable: {e}",
-            path.display()
+            "{key}/{STATUS_FILE} is unreadable: {e}"
         ))),
     }
+}
+
+/// What is at a job folder's path, without following a symlink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Folder {
+    Missing,
+    Dir,
+    Symlink,
+    Other,
+}
+
+pub(crate) fn folder_kind(dir: &Path) -> Folder {
+    match fs::symlink_metadata(dir) {
+        Err(_) => Folder::Missing,
+        Ok(m) if m.file_type().is_symlink() => Folder::Symlink,
+        Ok(m) if m.is_dir() => Folder::Dir,
+        Ok(_) => Folder::Other,
+    }
+}
+
+/// `Lost` when the job folder is gone or not a real folder (a symlink is
+/// never followed: someone else could point it anywhere).
+pub(crate) fn folder_lost(dir: &Path, key: &str) -> Option<JobState> {
+    match folder_kind(dir) {
+        Folder::Dir => None,
+        Folder::Missing => Some(JobState::Lost(format!("job folder {key} was deleted"))),
+        Folder::Symlink => Some(JobState::Lost(format!(
+            "job folder is a symlink ({key}); not followed"
+        ))),
+        Folder::Other => Some(JobState::Lost(format!("job folder {key} is not a folder"))),
+    }
+}
+
+/// Whether the folder's spec names `key` (written by the submit of this
+/// launch: the key holds the launch's nonce).
+fn spec_is_ours(dir: &Path, key: &str) -> bool {
+    read_spec(dir).is_ok_and(|s| s.key == key)
+}
+
+/// An existing job folder at submit: ours (a re-submit of the same
+/// launch after a crash) or refused, never adopted.
+fn check_ours(dir: &Path, key: &str) -> anyhow::Result<()> {
+    match folder_kind(dir) {
+        Folder::Dir => {}
+        Folder::Symlink => bail!("job folder is a symlink ({key}); not ours, not followed"),
+        _ => bail!("job folder {key} is not a folder; not ours"),
+    }
+    let has = |name: &str| dir.join(name).symlink_metadata().is_ok();
+    let ours = if has(SPEC_FILE) {
+        spec_is_ours(dir, key)
+    } else {
+        // A half submission writes the spec first: anything else in the
+        // folder was put there by someone else.
+        [STATUS_FILE, SUPERVISOR_PID_FILE, STDOUT_FILE, OUT_DIR]
+            .iter()
+            .all(|f| !has(f))
+    };
+    if !ours {
+        bail!("job folder {key} exists but was not created by this launch; not adopting it");
+    }
+    Ok(())
+}
+
+/// Reads at most `max` bytes of a regular file, never following a symlink
+/// nor blocking on a FIFO.
+pub(crate) fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let file = metrics::open_regular(path)?;
+    let mut buf = Vec::new();
+    file.take(max).read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 /// The full outcome of a finished job: its exit record plus the metrics and
@@ -351,14 +443,16 @@ pub fn read_outcome(dir: &Path, record: ExitRecord) -> JobOutcome {
         }
     };
     let m = match &source {
-        MetricsSource::Jsonl => metrics::read_jsonl_file(&dir.join(METRICS_FILE)),
+        MetricsSource::Jsonl => metrics::read_jsonl_file(&dir.join(OUT_DIR).join(METRICS_FILE)),
         MetricsSource::Regex(pattern) => {
             let out = read_tail_lossy(&dir.join(STDOUT_FILE), REGEX_MAX_BYTES);
             let err = read_tail_lossy(&dir.join(STDERR_FILE), REGEX_MAX_BYTES);
             metrics::parse_regex(pattern, &[&out, &err])
         }
     };
+    let capped = m.cap_notes();
     metrics_errors.extend(m.errors);
+    metrics_errors.extend(capped);
     JobOutcome {
         exit_code: record.exit_code,
         signal: record.signal,
@@ -374,10 +468,10 @@ pub fn read_outcome(dir: &Path, record: ExitRecord) -> JobOutcome {
     }
 }
 
-fn read_spec(dir: &Path) -> anyhow::Result<JobSpec> {
-    let path = dir.join(SPEC_FILE);
-    let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("{} is unreadable", path.display()))
+pub(crate) fn read_spec(dir: &Path) -> anyhow::Result<JobSpec> {
+    let bytes = read_regular(&dir.join(SPEC_FILE), 16 << 20)
+        .with_context(|| format!("reading {SPEC_FILE}"))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{SPEC_FILE} is unreadable"))
 }
 
 /// The last lines of stdout and stderr, as `stdout:`/`stderr:` sections
@@ -407,7 +501,7 @@ pub fn log_tail(dir: &Path) -> String {
 /// The last `max_bytes` of a file (at most `max_lines` lines), starting at a
 /// line boundary when cut; empty when missing.
 pub(crate) fn tail_file(path: &Path, max_bytes: usize, max_lines: usize) -> String {
-    let Ok(mut file) = File::open(path) else {
+    let Ok(mut file) = metrics::open_regular(path) else {
         return String::new();
     };
     let len = file.metadata().map_or(0, |m| m.len());
@@ -432,7 +526,7 @@ pub(crate) fn tail_file(path: &Path, max_bytes: usize, max_lines: usize) -> Stri
 }
 
 fn read_tail_lossy(path: &Path, max: u64) -> String {
-    let Ok(mut file) = File::open(path) else {
+    let Ok(mut file) = metrics::open_regular(path) else {
         return String::new();
     };
     let len = file.metadata().map_or(0, |m| m.len());
@@ -443,324 +537,13 @@ fn read_tail_lossy(path: &Path, max: u64) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-// ---------------------------------------------------------------- supervisor
-
-static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    STOP_REQUESTED.store(true, Ordering::SeqCst);
-}
-
-/// The hidden `reagent __supervise JOB_DIR` subcommand: runs the job of a
-/// prepared folder to the end, writes `status.json`, runs the wake.
-///
-/// SIGTERM, SIGINT and SIGHUP stop the job (its group gets SIGTERM, then
-/// SIGKILL after [`KILL_GRACE`]); the status and the wake still happen.
-/// Errors are also appended to `supervisor.log` in the folder, since a
-/// detached supervisor has no stderr anyone reads.
-pub fn supervise(job_dir: &Path) -> anyhow::Result<()> {
-    sys::install_stop_handlers(on_stop_signal);
-    if std::env::var_os(SUPERVISOR_PROCESS_ENV).is_some() {
-        sys::become_session_leader();
-    }
-    let result = run_supervisor(job_dir, &STOP_REQUESTED);
-    if let Err(e) = &result
-        && let Ok(mut log) = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(job_dir.join(SUPERVISOR_LOG_FILE))
-    {
-        let _ = writeln!(log, "supervisor {}: {e:#}", std::process::id());
-    }
-    result
-}
-
-/// Why the supervisor is stopping the job.
-enum StopReason {
-    TimeLimit,
-    Memory,
-    Diverged(String),
-    Cancelled,
-}
-
-/// [`supervise`] with an injectable stop flag (set = cancel).
-pub(crate) fn run_supervisor(job_dir: &Path, stop: &AtomicBool) -> anyhow::Result<()> {
-    let dir = std::path::absolute(job_dir).unwrap_or_else(|_| job_dir.to_path_buf());
-    let lock_path = dir.join(LOCK_FILE);
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("opening {}", lock_path.display()))?;
-    // Blocks while a submitter is still starting us, or while another
-    // supervisor of this folder runs (it will have finished the job).
-    sys::flock(&lock, libc::LOCK_EX).with_context(|| format!("locking {}", lock_path.display()))?;
-    if dir.join(STATUS_FILE).exists() {
-        return Ok(());
-    }
-    // stdout.log is the "started" mark: an earlier supervisor that created it
-    // may have run the job, so never run it again (the job shows as lost).
-    let stdout = match OpenOptions::new()
-        .append(true)
-        .create_new(true)
-        .open(dir.join(STDOUT_FILE))
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => {
-            return Err(e).with_context(|| format!("creating {}", dir.join(STDOUT_FILE).display()));
-        }
-    };
-    let stderr = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(dir.join(STDERR_FILE))
-        .with_context(|| format!("creating {}", dir.join(STDERR_FILE).display()))?;
-    let mut notes = stderr.try_clone()?;
-
-    let spec = match read_spec(&dir) {
-        Ok(spec) => spec,
-        Err(e) => {
-            note(&mut notes, &format!("cannot start the job: {e:#}"));
-            write_status(&dir, &cannot_start(0.0))?;
-            return Ok(());
-        }
-    };
-    let wake = spec.wake.clone();
-    let record = run_job(&dir, &spec, stdout, stderr, &mut notes, stop)?;
-    write_status(&dir, &record)?;
-    if let Some(wake) = &wake {
-        run_wake(&dir, wake);
-    }
-    drop(lock);
-    Ok(())
-}
-
-fn cannot_start(wall_secs: f64) -> ExitRecord {
-    ExitRecord {
-        exit_code: Some(EXIT_CANNOT_START),
-        wall_secs,
-        ..ExitRecord::default()
-    }
-}
-
-/// Appends a supervisor note to stderr.log.
-fn note(stderr: &mut File, msg: &str) {
-    let _ = writeln!(stderr, "[reagent supervisor] {msg}");
-}
-
-fn run_job(
-    dir: &Path,
-    spec: &JobSpec,
-    stdout: File,
-    stderr: File,
-    notes: &mut File,
-    stop: &AtomicBool,
-) -> anyhow::Result<ExitRecord> {
-    if stop.load(Ordering::SeqCst) {
-        note(notes, "cancelled before the job started");
-        return Ok(ExitRecord {
-            signal: Some(libc::SIGTERM),
-            ..ExitRecord::default()
-        });
-    }
-    let Some((program, args)) = spec.argv.split_first() else {
-        note(notes, "cannot start the job: its command is empty");
-        return Ok(cannot_start(0.0));
-    };
-    if !spec.workdir.is_dir() {
-        note(
-            notes,
-            &format!(
-                "cannot start `{program}`: its working directory {} does not exist",
-                spec.workdir.display()
-            ),
-        );
-        return Ok(cannot_start(0.0));
-    }
-    let metrics_path = dir.join(METRICS_FILE);
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .current_dir(&spec.workdir)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .env("REAGENT_METRICS", &metrics_path)
-        .env("REAGENT_PARAMS", dir.join(&spec.params_file))
-        .env("REAGENT_JOB_DIR", dir)
-        .env_remove(SUPERVISOR_PROCESS_ENV)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .process_group(0);
-    let started = Instant::now();
-    let child = match spawn_retrying(&mut cmd) {
-        Ok(c) => c,
-        Err(e) => {
-            note(notes, &format!("cannot start `{program}`: {e}"));
-            return Ok(cannot_start(started.elapsed().as_secs_f64()));
-        }
-    };
-    let pid = i32::try_from(child.id()).context("job pid out of range")?;
-    // Reaped with wait4 below, for its resource usage; `child` is never waited.
-    drop(child);
-    if let Err(e) = write_atomic(&dir.join(JOB_PID_FILE), format!("{pid}\n").as_bytes()) {
-        // Nobody could cancel or find a job whose pid is unrecorded.
-        note(notes, &format!("stopping the job: {e:#}"));
-        sys::signal_group(pid, libc::SIGKILL);
-    }
-
-    // No limit if it is not a positive, representable number of seconds.
-    let limit = Duration::try_from_secs_f64(spec.time_limit_secs)
-        .ok()
-        .filter(|d| !d.is_zero());
-    let mut tail =
-        matches!(spec.metrics, MetricsSource::Jsonl).then(|| MetricsTail::new(metrics_path));
-    let mut reason: Option<StopReason> = None;
-    let mut kill_at: Option<Instant> = None;
-    let mut next_memory_check = started + MEMORY_INTERVAL;
-    // Wake as soon as the job ends, not at the next poll: a short job's
-    // result reaches the host tens of milliseconds sooner.
-    let exited = sys::exit_watch(pid);
-    let (status, usage) = loop {
-        if let Some(done) = sys::try_reap(pid).context("waiting for the job")? {
-            break done;
-        }
-        let now = Instant::now();
-        let mut new_reason = None;
-        if stop.load(Ordering::SeqCst) {
-            new_reason = Some((StopReason::Cancelled, "cancelled".to_string()));
-        } else if let Some(limit) = limit
-            && now.duration_since(started) >= limit
-        {
-            new_reason = Some((
-                StopReason::TimeLimit,
-                format!("time limit of {} s reached", spec.time_limit_secs),
-            ));
-        } else if let Some(limit_mb) = spec.memory_mb
-            && now >= next_memory_check
-        {
-            next_memory_check = now + MEMORY_INTERVAL;
-            if let Some(kb) = sys::group_memory_kb(pid)
-                && kb > limit_mb.saturating_mul(1024)
-            {
-                new_reason = Some((
-                    StopReason::Memory,
-                    format!("memory {} MB passed the limit of {limit_mb} MB", kb / 1024),
-                ));
-            }
-        } else if reason.is_none()
-            && let Some(why) = tail.as_mut().and_then(MetricsTail::poll)
-        {
-            new_reason = Some((
-                StopReason::Diverged(why.clone()),
-                format!("stopping early: {why}"),
-            ));
-        }
-        if let Some((r, msg)) = new_reason
-            && reason.is_none()
-        {
-            note(
-                notes,
-                &format!(
-                    "{msg}; stopping the job (SIGTERM, SIGKILL after {} s)",
-                    KILL_GRACE.as_secs_f64()
-                ),
-            );
-            sys::signal_group(pid, libc::SIGTERM);
-            reason = Some(r);
-            kill_at = Some(now + KILL_GRACE);
-        }
-        if let Some(at) = kill_at
-            && now >= at
-        {
-            sys::signal_group(pid, libc::SIGKILL);
-            kill_at = None;
-        }
-        sys::wait_exit(exited.as_ref(), POLL_INTERVAL);
-    };
-    let wall_secs = started.elapsed().as_secs_f64();
-    if reason.is_none() && stop.load(Ordering::SeqCst) {
-        // The canceller signalled the group too, and it ended first.
-        note(notes, "cancelled");
-    }
-    // Whatever the leader left behind in its group goes with it.
-    sys::signal_group(pid, libc::SIGKILL);
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let mut record = ExitRecord {
-        exit_code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
-        signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
-        wall_secs,
-        cpu_secs: tv(usage.ru_utime) + tv(usage.ru_stime),
-        ..ExitRecord::default()
-    };
-    match reason {
-        Some(StopReason::TimeLimit) => record.timed_out = true,
-        Some(StopReason::Memory) => record.memory_exceeded = true,
-        Some(StopReason::Diverged(why)) => record.stopped_early = Some(why),
-        Some(StopReason::Cancelled) | None => {}
-    }
-    Ok(record)
-}
-
-/// Spawns, retrying a few times on ETXTBSY (an executable that some process
-/// still holds open for writing, typically a script written a moment ago).
-fn spawn_retrying(cmd: &mut Command) -> io::Result<std::process::Child> {
-    let mut tries = 0;
-    loop {
-        match cmd.spawn() {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 20 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(25));
-            }
-            other => return other,
-        }
-    }
-}
-
-fn write_status(dir: &Path, record: &ExitRecord) -> anyhow::Result<()> {
-    write_atomic(&dir.join(STATUS_FILE), &serde_json::to_vec_pretty(record)?)
-}
-
-/// `<exe> wake --workspace <workspace> --quiet`, waited for; its stderr goes
-/// to wake.log. Its failure is only logged.
-fn run_wake(dir: &Path, wake: &WakeCommand) {
-    let log_path = dir.join(WAKE_LOG_FILE);
-    let Ok(mut log) = File::create(&log_path) else {
-        return;
-    };
-    let Ok(log_for_child) = log.try_clone() else {
-        return;
-    };
-    let mut cmd = Command::new(&wake.exe);
-    cmd.arg("wake")
-        .arg("--workspace")
-        .arg(&wake.workspace)
-        .arg("--quiet")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_for_child);
-    match spawn_retrying(&mut cmd).and_then(|mut c| c.wait()) {
-        Ok(status) if !status.success() => {
-            let _ = writeln!(log, "[reagent supervisor] wake ended with {status}");
-        }
-        Ok(_) => {}
-        Err(e) => {
-            let _ = writeln!(
-                log,
-                "[reagent supervisor] cannot run `{} wake`: {e}",
-                wake.exe.display()
-            );
-        }
-    }
-}
-
 // ------------------------------------------------------------------ helpers
 
 /// Starts `exe args…` detached: a new session, stdio to /dev/null, reaped by
 /// a background thread so a long-lived host leaves no zombie. Returns its pid.
 /// Set in a supervisor's environment: the process is a supervisor (not a
 /// test thread calling `supervise`) and should detach into its own session.
-const SUPERVISOR_PROCESS_ENV: &str = "REAGENT_SUPERVISOR_PROCESS";
+pub(crate) const SUPERVISOR_PROCESS_ENV: &str = "REAGENT_SUPERVISOR_PROCESS";
 
 pub fn spawn_detached(exe: &Path, args: &[&OsStr]) -> anyhow::Result<u32> {
     let mut cmd = Command::new(exe);
@@ -800,7 +583,7 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Writes a file durably and atomically: temp file, fsync, rename, fsync the
 /// folder.
-fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     write_file(path, bytes, true)
 }
 
@@ -900,220 +683,14 @@ fn is_supervisor_of(pid: i32, dir: &Path) -> bool {
     false
 }
 
-/// Whether `pid` is alive and runs with `REAGENT_JOB_DIR=<dir>`.
+/// Whether `pid` is alive and runs with `REAGENT_JOB_DIR=<dir>/out`.
 fn is_job_of(pid: i32, dir: &Path) -> bool {
     let Ok(environ) = fs::read(format!("/proc/{pid}/environ")) else {
         return false;
     };
     let mut want = b"REAGENT_JOB_DIR=".to_vec();
-    want.extend_from_slice(dir.as_os_str().as_bytes());
+    want.extend_from_slice(dir.join(OUT_DIR).as_os_str().as_bytes());
     environ.split(|&b| b == 0).any(|e| e == want.as_slice())
-}
-
-/// The few system calls std does not wrap.
-mod sys {
-    use std::fs::File;
-    use std::io;
-    use std::os::fd::AsRawFd;
-
-    pub fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
-        loop {
-            // SAFETY: the fd is open for the duration of the call (borrowed
-            // from `file`); flock touches no memory of ours.
-            #[allow(unsafe_code)]
-            let r = unsafe { libc::flock(file.as_raw_fd(), op) };
-            if r == 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
-    }
-
-    /// Sends `sig` to a process group; false if it does not exist. Refuses
-    /// groups 0 and 1 (ours, init's).
-    pub fn signal_group(pgid: i32, sig: libc::c_int) -> bool {
-        if pgid <= 1 {
-            return false;
-        }
-        // SAFETY: killpg only sends a signal; pgid > 1 names one group.
-        #[allow(unsafe_code)]
-        let r = unsafe { libc::killpg(pgid, sig) };
-        r == 0
-    }
-
-    /// Sends `sig` to one process. Refuses pids 0, 1 and negative ones
-    /// (which would mean groups or everyone).
-    pub fn signal_pid(pid: i32, sig: libc::c_int) -> bool {
-        if pid <= 1 {
-            return false;
-        }
-        // SAFETY: kill only sends a signal; pid > 1 names one process.
-        #[allow(unsafe_code)]
-        let r = unsafe { libc::kill(pid, sig) };
-        r == 0
-    }
-
-    /// Whether a process with this pid exists (possibly not ours).
-    pub fn pid_exists(pid: i32) -> bool {
-        if pid <= 1 {
-            return false;
-        }
-        // SAFETY: signal 0 only checks for existence and permission.
-        #[allow(unsafe_code)]
-        let r = unsafe { libc::kill(pid, 0) };
-        r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-    }
-
-    /// Whether `pid` has exited and waits to be reaped (state `Z` in
-    /// /proc/PID/stat, read after the name, which may contain spaces).
-    pub fn is_zombie(pid: i32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                s.rsplit_once(')')
-                    .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(false)
-    }
-
-    /// A handle that becomes readable when process `pid` ends (Linux 5.3+
-    /// pidfd); `None` where the kernel has none.
-    pub fn exit_watch(pid: i32) -> Option<std::os::fd::OwnedFd> {
-        use std::os::fd::FromRawFd as _;
-        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-        #[allow(unsafe_code)]
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
-        // SAFETY: the fd was just returned to us and is owned by nobody else.
-        #[allow(unsafe_code)]
-        Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
-    }
-
-    /// Waits up to `timeout` for the watched process to end (returns early
-    /// when it does, or on a signal); sleeps the timeout without a watch.
-    pub fn wait_exit(watch: Option<&std::os::fd::OwnedFd>, timeout: std::time::Duration) {
-        let Some(fd) = watch else {
-            std::thread::sleep(timeout);
-            return;
-        };
-        let mut p = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: one valid pollfd for the duration of the call.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::poll(&mut p, 1, ms);
-        }
-    }
-
-    /// Reaps the child `pid` if it has ended: its wait status and resource
-    /// usage (its own and its waited-for descendants').
-    pub fn try_reap(pid: i32) -> io::Result<Option<(libc::c_int, libc::rusage)>> {
-        let mut status: libc::c_int = 0;
-        // SAFETY: rusage is a plain C struct of integers, for which all-zero
-        // is a valid value.
-        #[allow(unsafe_code)]
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: both pointers are to live locals of the right types.
-        #[allow(unsafe_code)]
-        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        match r {
-            0 => Ok(None),
-            -1 => {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            }
-            _ => Ok(Some((status, usage))),
-        }
-    }
-
-    /// Makes the calling process a session leader (no controlling
-    /// terminal, no hangups from the one that started it). Called first
-    /// thing by the supervisor process: doing it in the parent between fork
-    /// and exec would force `fork` of a large host (wasmtime reserves a lot
-    /// of address space), where a plain spawn uses `posix_spawn`.
-    pub fn become_session_leader() {
-        // SAFETY: setsid has no preconditions; failure (already a leader)
-        // is harmless.
-        #[allow(unsafe_code)]
-        unsafe {
-            libc::setsid();
-        }
-    }
-
-    /// Routes SIGTERM, SIGINT and SIGHUP to `handler`.
-    pub fn install_stop_handlers(handler: extern "C" fn(libc::c_int)) {
-        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            // SAFETY: the handler only stores to an atomic, which is
-            // async-signal-safe; `signal` with a valid function is sound.
-            #[allow(unsafe_code)]
-            unsafe {
-                libc::signal(sig, handler as libc::sighandler_t);
-            }
-        }
-    }
-
-    /// Memory of the process group `pgid` in KiB: the sum over its members
-    /// of the proportional set size (shared pages split among sharers, so
-    /// forked workers are not counted many times), or resident size where
-    /// the kernel has no smaps_rollup. `None` if no member was found.
-    pub fn group_memory_kb(pgid: i32) -> Option<u64> {
-        let mut total = 0u64;
-        let mut found = false;
-        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            // pid (comm) state ppid pgrp …; comm may hold spaces and parens.
-            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-                continue;
-            };
-            if rest
-                .split_whitespace()
-                .nth(2)
-                .and_then(|s| s.parse::<i32>().ok())
-                != Some(pgid)
-            {
-                continue;
-            }
-            found = true;
-            total += process_memory_kb(pid).unwrap_or(0);
-        }
-        found.then_some(total)
-    }
-
-    fn process_memory_kb(pid: i32) -> Option<u64> {
-        let field = |text: &str, key: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<u64>().ok())
-        };
-        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-            && let Some(kb) = field(&text, "Pss:")
-        {
-            return Some(kb);
-        }
-        let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        field(&text, "VmRSS:")
-    }
 }
 
 #[cfg(test)]

@@ -6,10 +6,13 @@
 //! hidden subcommand `__supervise`); `slurm` submits a batch script that runs
 //! the same supervisor on a compute node; `dispatch` picks one per job.
 
+pub mod confine;
 pub mod dispatch;
 pub mod local;
 pub mod metrics;
 pub mod slurm;
+pub mod supervisor;
+mod sys;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,12 +24,25 @@ use crate::campaign::config::MetricsSource;
 /// What to run, fully rendered by the engine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobSpec {
-    /// Deterministic idempotency key, e.g. `c1-t17`. Also the job folder name.
+    /// Idempotency key, e.g. `c1-t17-5f0c9a3e1b2d4c6f`: campaign, trial and
+    /// a random per-launch nonce journaled with the launch, so nobody can
+    /// pre-create the folder of a launch to come. Also the job folder name.
     pub key: String,
     /// The command with every `{knob}` substituted.
     pub argv: Vec<String>,
     /// Extra environment (REAGENT_SEED, REAGENT_KNOB_*, the campaign's env).
+    /// The job's environment is built from scratch: [`BASE_ENV`], these
+    /// `pass_env` patterns copied from the supervisor's environment, then
+    /// `env`, then the `REAGENT_*` the supervisor sets.
     pub env: Vec<(String, String)>,
+    /// `NAME` or `PREFIX_*` patterns of variables copied from the
+    /// supervisor's environment (`[job] pass_env`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pass_env: Vec<String>,
+    /// Variables never copied from the supervisor's environment, whatever
+    /// the patterns say (the language model's key variable).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withheld_env: Vec<String>,
     pub workdir: PathBuf,
     /// Written to `<job folder>/<params_file>` and named by `$REAGENT_PARAMS`.
     pub params: serde_json::Value,
@@ -110,4 +126,163 @@ pub trait Backend: Send + Sync {
     fn cancel(&self, handle: &JobHandle) -> anyhow::Result<()>;
     /// The last `tail_bytes` of the job's stdout and stderr.
     fn logs(&self, handle: &JobHandle, tail_bytes: usize) -> anyhow::Result<String>;
+}
+
+/// What every job gets from the supervisor's environment, when set: the
+/// basics of a login session and what ML jobs commonly need. `PREFIX_*`
+/// matches every name starting with `PREFIX_`. Under Slurm `SLURM_*` is
+/// added. Anything else must be listed in `[job] pass_env` or set in
+/// `[job] env`.
+pub const BASE_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LANGUAGE",
+    "LC_*",
+    "TZ",
+    "TERM",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "CONDA_PREFIX",
+    "LD_LIBRARY_PATH",
+    "CUDA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
+];
+
+/// Whether environment variable `name` matches `pattern` (`NAME`, or
+/// `PREFIX*` for every name starting with `PREFIX`).
+pub fn env_pattern_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == pattern,
+    }
+}
+
+/// Checks a `pass_env` pattern: a variable name (letters, digits, `_`, not
+/// starting with a digit), optionally ending in `*`; not `REAGENT_*`, which
+/// reagent sets itself; not a bare `*`.
+pub fn check_env_pattern(pattern: &str) -> Result<(), String> {
+    let name = pattern.strip_suffix('*').unwrap_or(pattern);
+    if name.is_empty() {
+        return Err(format!(
+            "pass_env pattern {pattern:?} would pass the whole environment; list the variables (NAME or PREFIX_*)"
+        ));
+    }
+    let ok = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if !ok {
+        return Err(format!(
+            "pass_env pattern {pattern:?} is not a variable name (letters, digits and `_`), optionally ending in `*`"
+        ));
+    }
+    if env_pattern_matches(pattern, "REAGENT_") || name.starts_with("REAGENT_") {
+        return Err(format!(
+            "pass_env pattern {pattern:?} names REAGENT_* variables, which reagent sets for the job itself"
+        ));
+    }
+    Ok(())
+}
+
+/// Replaces absolute host paths in text a strategy will see: a path under
+/// `base` becomes relative to it (`train.py`, `src/x.py`), any other
+/// absolute path keeps only its last component (`…/metrics.jsonl`).
+/// Strategies must not learn where the workspace, the job folders or the
+/// user's files are.
+pub fn redact_paths(text: &str, base: Option<&std::path::Path>) -> String {
+    let base = base
+        .map(|b| b.to_string_lossy().trim_end_matches('/').to_string())
+        .filter(|b| b.len() > 1);
+    let starts_path = |prev: Option<char>, rest: &str| {
+        rest.starts_with('/')
+            && rest[1..]
+                .chars()
+                .next()
+                .is_some_and(|c| !c.is_whitespace() && c != '/')
+            && prev.is_none_or(|p| p.is_whitespace() || "\"'`(=:,[<{".contains(p))
+    };
+    let ends_path = |c: char| c.is_whitespace() || "\"'`),;]>}".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut prev = None;
+    let mut i = 0;
+    while i < text.len() {
+        let rest = &text[i..];
+        if starts_path(prev, rest) {
+            let len = rest.find(ends_path).unwrap_or(rest.len());
+            let path = &rest[..len];
+            // A trailing `:` or `.` is punctuation (`at /x/y.py:`), not the path.
+            let trimmed = path.trim_end_matches([':', '.']);
+            let tail = &path[trimmed.len()..];
+            let relative = base
+                .as_deref()
+                .and_then(|b| trimmed.strip_prefix(b))
+                .and_then(|r| r.strip_prefix('/'))
+                .filter(|r| !r.is_empty());
+            match relative {
+                Some(r) => out.push_str(r),
+                None => {
+                    let last = trimmed.rsplit('/').find(|c| !c.is_empty()).unwrap_or("");
+                    out.push_str("…/");
+                    out.push_str(last);
+                }
+            }
+            out.push_str(tail);
+            prev = path.chars().last();
+            i += len;
+            continue;
+        }
+        let c = rest.chars().next().unwrap_or(' ');
+        out.push(c);
+        prev = Some(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_patterns_match_names_and_prefixes() {
+        assert!(env_pattern_matches("LC_*", "LC_ALL"));
+        assert!(!env_pattern_matches("LC_*", "LANG"));
+        assert!(env_pattern_matches("PATH", "PATH"));
+        assert!(!env_pattern_matches("PATH", "PATHX"));
+        assert!(check_env_pattern("HF_*").is_ok());
+        assert!(check_env_pattern("WANDB_API_KEY").is_ok());
+        for bad in [
+            "*",
+            "",
+            "A-B",
+            "1X",
+            "REAGENT_*",
+            "REAGENT_WORKSPACE",
+            "REAG*",
+            "X*Y",
+        ] {
+            assert!(check_env_pattern(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_paths_become_relative_or_lose_their_folders() {
+        let base = std::path::Path::new("/home/ann/proj");
+        assert_eq!(
+            redact_paths(
+                "File \"/home/ann/proj/src/train.py\", line 3 (at /tmp/x/.reagent/jobs/c1-t4-ab/out/metrics.jsonl)",
+                Some(base)
+            ),
+            "File \"src/train.py\", line 3 (at …/metrics.jsonl)"
+        );
+        assert_eq!(
+            redact_paths("in /home/ann/proj: 1/2 val/loss a / b", Some(base)),
+            "in …/proj: 1/2 val/loss a / b"
+        );
+        assert_eq!(redact_paths("cwd=/srv/data/x.", None), "cwd=…/x.");
+        assert_eq!(redact_paths("ünï /a/b", None), "ünï …/b");
+        assert!(!redact_paths("/", None).contains("…"));
+    }
 }

@@ -34,7 +34,7 @@ use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
-use super::local::{self, RESERVED, SPEC_FILE, STATUS_FILE};
+use super::local::{self, OUT_DIR, RESERVED, SPEC_FILE, STATUS_FILE};
 use super::{Backend, JobHandle, JobOutcome, JobSpec, JobState};
 
 pub const SCRIPT_FILE: &str = "job.sbatch";
@@ -224,11 +224,12 @@ if [ "${{SLURM_RESTART_COUNT:-0}}" -gt 0 ]; then
   # interrupted attempt's files and run the trial afresh, same key.
   old="$dir/attempt-$SLURM_RESTART_COUNT"
   mkdir -p "$old"
-  for f in stdout.log stderr.log metrics.jsonl job.pid {STATUS_FILE}; do
+  for f in stdout.log stderr.log {OUT_DIR} job.pid {STATUS_FILE}; do
     if [ -e "$dir/$f" ]; then mv "$dir/$f" "$old/"; fi
   done
 fi
-{exe} __supervise "$dir"
+# As a supervisor process it is the subreaper of the job's descendants.
+REAGENT_SUPERVISOR_PROCESS=1 {exe} __supervise "$dir"
 code=$?
 echo "$code" > "$dir/slurm-exit.$SLURM_JOB_ID"
 exit "$code""#,
@@ -381,7 +382,22 @@ impl Backend for SlurmBackend {
             return Ok(h);
         }
         let dir = self.dir(&spec.key)?;
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        fs::create_dir_all(&self.jobs_dir)
+            .with_context(|| format!("creating {}", self.jobs_dir.display()))?;
+        // Created here or by an earlier submit of this launch (the key holds
+        // its nonce); a symlink is never followed.
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if local::folder_kind(&dir) != local::Folder::Dir {
+                    bail!(
+                        "job folder {} is not a folder (a symlink?); not ours",
+                        spec.key
+                    );
+                }
+            }
+            Err(e) => return Err(e).with_context(|| format!("creating job folder {}", spec.key)),
+        }
         local::write_replace(&dir.join(SPEC_FILE), &serde_json::to_vec_pretty(spec)?)?;
         local::write_replace(
             &dir.join(&spec.params_file),
@@ -412,7 +428,7 @@ impl Backend for SlurmBackend {
 
     fn find(&self, key: &str) -> anyhow::Result<Option<JobHandle>> {
         let dir = self.dir(key)?;
-        if !dir.is_dir() {
+        if local::folder_kind(&dir) != local::Folder::Dir {
             return Ok(None);
         }
         if let Ok(id) = fs::read_to_string(dir.join(JOBID_FILE))
@@ -438,11 +454,8 @@ impl Backend for SlurmBackend {
 
     fn status(&self, handle: &JobHandle) -> anyhow::Result<JobState> {
         let dir = self.dir(&handle.key)?;
-        if !dir.is_dir() {
-            return Ok(JobState::Lost(format!(
-                "job folder {} was deleted",
-                dir.display()
-            )));
+        if let Some(lost) = local::folder_lost(&dir, &handle.key) {
+            return Ok(lost);
         }
         match local::finished_state(&dir) {
             // Stopped from outside (not by its own limits): scancel,
@@ -533,6 +546,9 @@ impl Backend for SlurmBackend {
 
     fn logs(&self, handle: &JobHandle, tail_bytes: usize) -> anyhow::Result<String> {
         let dir = self.dir(&handle.key)?;
+        if let Some(JobState::Lost(why)) = local::folder_lost(&dir, &handle.key) {
+            bail!("{why}");
+        }
         let out = local::tail_file(&dir.join(local::STDOUT_FILE), tail_bytes, usize::MAX);
         let err = local::tail_file(&dir.join(local::STDERR_FILE), tail_bytes, usize::MAX);
         let batch = local::tail_file(
@@ -599,6 +615,8 @@ mod tests {
             key: "c1-t7".into(),
             argv: vec!["true".into()],
             env: vec![],
+            pass_env: vec![],
+            withheld_env: vec![],
             workdir: "/".into(),
             params: serde_json::json!({}),
             params_file: "params.json".into(),

@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicBool;
 use serde_json::json;
 
 use super::*;
+use crate::jobs::WakeCommand;
 
 const ENTRY: &str = "jobs::local::tests::supervisor_process_entry";
 
@@ -59,6 +60,8 @@ fn sh_spec(key: &str, script: &str, workdir: &Path) -> JobSpec {
         key: key.into(),
         argv: vec!["sh".into(), "-c".into(), script.into()],
         env: vec![("REAGENT_SEED".into(), "7".into())],
+        pass_env: vec![],
+        withheld_env: vec![],
         workdir: workdir.to_path_buf(),
         params: json!({"lr": 0.5}),
         params_file: "params.json".into(),
@@ -70,6 +73,14 @@ fn sh_spec(key: &str, script: &str, workdir: &Path) -> JobSpec {
         gpus: 0.0,
         slurm: None,
     }
+}
+
+/// The jobs' working directory: beside the jobs folder, not holding it (a
+/// job cannot create top-level files in a working directory that holds it).
+fn work(tmp: &tempfile::TempDir) -> PathBuf {
+    let dir = tmp.path().join("work");
+    fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 fn handle(key: &str) -> JobHandle {
@@ -142,7 +153,7 @@ fn finished_job_has_metrics_curves_and_log_tail() {
         echo "a warning" >&2
         pwd
     "#;
-    let spec = sh_spec("c1-t1", script, tmp.path());
+    let spec = sh_spec("c1-t1", script, &work(&tmp));
     let o = run_inline(&b, &spec, &AtomicBool::new(false));
     assert_eq!(o.exit_code, Some(0));
     assert_eq!(o.signal, None);
@@ -190,7 +201,7 @@ fn exit_code_is_recorded() {
     let b = inline_backend(tmp.path());
     let o = run_inline(
         &b,
-        &sh_spec("k", "echo bye >&2; exit 3", tmp.path()),
+        &sh_spec("k", "echo bye >&2; exit 3", &work(&tmp)),
         &AtomicBool::new(false),
     );
     assert_eq!(o.exit_code, Some(3));
@@ -202,7 +213,11 @@ fn exit_code_is_recorded() {
 fn time_limit_kills_the_whole_group() {
     let tmp = tempfile::tempdir().unwrap();
     let b = inline_backend(&tmp.path().join("jobs"));
-    let mut spec = sh_spec("slow", "sleep 5 & echo $! > child.pid; sleep 5", tmp.path());
+    let mut spec = sh_spec(
+        "slow",
+        "sleep 5 & echo $! > child.pid; sleep 5",
+        &work(&tmp),
+    );
     spec.time_limit_secs = 0.3;
     let started = Instant::now();
     let o = run_inline(&b, &spec, &AtomicBool::new(false));
@@ -220,7 +235,7 @@ fn time_limit_kills_the_whole_group() {
         "{}",
         o.log_tail
     );
-    let child = read_pid_in(&tmp.path().join("child.pid"));
+    let child = read_pid_in(&work(&tmp).join("child.pid"));
     wait_for(
         "the background sleep to die",
         Duration::from_secs(1),
@@ -240,7 +255,7 @@ fn nan_loss_stops_the_job_early() {
     let started = Instant::now();
     let o = run_inline(
         &b,
-        &sh_spec("nan", script, tmp.path()),
+        &sh_spec("nan", script, &work(&tmp)),
         &AtomicBool::new(false),
     );
     assert!(
@@ -268,7 +283,7 @@ fn loss_explosion_stops_the_job_early() {
     "#;
     let o = run_inline(
         &b,
-        &sh_spec("boom", script, tmp.path()),
+        &sh_spec("boom", script, &work(&tmp)),
         &AtomicBool::new(false),
     );
     assert_eq!(
@@ -281,7 +296,7 @@ fn loss_explosion_stops_the_job_early() {
 fn missing_program_exits_127_with_a_message() {
     let tmp = tempfile::tempdir().unwrap();
     let b = inline_backend(tmp.path());
-    let mut spec = sh_spec("nope", "", tmp.path());
+    let mut spec = sh_spec("nope", "", &work(&tmp));
     spec.argv = vec!["./no-such-trainer".into(), "--lr".into(), "0.1".into()];
     let o = run_inline(&b, &spec, &AtomicBool::new(false));
     assert_eq!(o.exit_code, Some(EXIT_CANNOT_START));
@@ -306,7 +321,7 @@ fn memory_limit_kills_the_job() {
     let mut spec = sh_spec(
         "fat",
         "dd if=/dev/zero of=/dev/null bs=64M count=1000000 2>/dev/null",
-        tmp.path(),
+        &work(&tmp),
     );
     spec.memory_mb = Some(16);
     let started = Instant::now();
@@ -337,7 +352,7 @@ fn stop_request_cancels_with_sigterm() {
         })
     };
     let started = Instant::now();
-    let o = run_inline(&b, &sh_spec("c", "sleep 5", tmp.path()), &stop);
+    let o = run_inline(&b, &sh_spec("c", "sleep 5", &work(&tmp)), &stop);
     setter.join().unwrap();
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(o.signal, Some(libc::SIGTERM));
@@ -346,11 +361,11 @@ fn stop_request_cancels_with_sigterm() {
     // Cancelled before it started: never runs.
     let o = run_inline(
         &b,
-        &sh_spec("c2", "touch ran", tmp.path()),
+        &sh_spec("c2", "touch ran", &work(&tmp)),
         &AtomicBool::new(true),
     );
     assert_eq!(o.signal, Some(libc::SIGTERM));
-    assert!(!tmp.path().join("ran").exists());
+    assert!(!work(&tmp).join("ran").exists());
 }
 
 #[test]
@@ -360,7 +375,7 @@ fn regex_metrics_come_from_the_output() {
     let mut spec = sh_spec(
         "re",
         "echo 'epoch 1 loss=0.9'; echo 'epoch 2 loss=0.5'; echo 'val acc=0.8' >&2",
-        tmp.path(),
+        &work(&tmp),
     );
     spec.metrics = MetricsSource::Regex(r"loss=(?P<loss>\S+)|acc=(?P<acc>\S+)".into());
     let o = run_inline(&b, &spec, &AtomicBool::new(false));
@@ -392,7 +407,7 @@ fn wake_script(dir: &Path) -> WakeCommand {
 fn wake_runs_after_the_status_is_written() {
     let tmp = tempfile::tempdir().unwrap();
     let b = inline_backend(&tmp.path().join("jobs"));
-    let mut spec = sh_spec("w", "exit 0", tmp.path());
+    let mut spec = sh_spec("w", "exit 0", &work(&tmp));
     spec.wake = Some(wake_script(tmp.path()));
     run_inline(&b, &spec, &AtomicBool::new(false));
     let woke = fs::read_to_string(tmp.path().join("woke")).unwrap();
@@ -412,7 +427,7 @@ fn wake_runs_after_the_status_is_written() {
 fn a_folder_is_never_run_twice() {
     let tmp = tempfile::tempdir().unwrap();
     let b = inline_backend(&tmp.path().join("jobs"));
-    let spec = sh_spec("once", "echo x >> count", tmp.path());
+    let spec = sh_spec("once", "echo x >> count", &work(&tmp));
     run_inline(&b, &spec, &AtomicBool::new(false));
     // A second supervisor of a finished folder does nothing.
     run_inline(&b, &spec, &AtomicBool::new(false));
@@ -426,7 +441,7 @@ fn a_folder_is_never_run_twice() {
         b.status(&handle("once")).unwrap(),
         JobState::Lost(_)
     ));
-    assert_eq!(fs::read_to_string(tmp.path().join("count")).unwrap(), "x\n");
+    assert_eq!(fs::read_to_string(work(&tmp).join("count")).unwrap(), "x\n");
 }
 
 #[test]
@@ -435,7 +450,7 @@ fn deleted_folder_is_lost() {
     let b = inline_backend(&tmp.path().join("jobs"));
     run_inline(
         &b,
-        &sh_spec("gone", "true", tmp.path()),
+        &sh_spec("gone", "true", &work(&tmp)),
         &AtomicBool::new(false),
     );
     fs::remove_dir_all(b.job_dir("gone").unwrap()).unwrap();
@@ -453,7 +468,7 @@ fn corrupt_status_is_lost_naming_the_file() {
     let b = inline_backend(tmp.path());
     run_inline(
         &b,
-        &sh_spec("bad", "true", tmp.path()),
+        &sh_spec("bad", "true", &work(&tmp)),
         &AtomicBool::new(false),
     );
     fs::write(b.job_dir("bad").unwrap().join(STATUS_FILE), "{not json").unwrap();
@@ -469,13 +484,13 @@ fn keys_and_params_file_names_are_checked() {
     let b = inline_backend(tmp.path());
     for key in ["", "..", "a/b", ".hidden", "with space"] {
         assert!(
-            b.submit(&sh_spec(key, "true", tmp.path())).is_err(),
+            b.submit(&sh_spec(key, "true", &work(&tmp))).is_err(),
             "{key:?}"
         );
         assert!(b.find(key).is_err(), "{key:?}");
     }
     for name in ["status.json", "../p.json", ""] {
-        let mut spec = sh_spec("k", "true", tmp.path());
+        let mut spec = sh_spec("k", "true", &work(&tmp));
         spec.params_file = name.into();
         assert!(b.submit(&spec).is_err(), "{name:?}");
     }
@@ -513,7 +528,7 @@ fn submit_runs_detached_and_is_idempotent() {
     let spec = sh_spec(
         "c1-t9",
         "echo x >> count; echo '{\"acc\": 0.75}' > \"$REAGENT_METRICS\"; sleep 0.3",
-        tmp.path(),
+        &work(&tmp),
     );
     let h1 = b.submit(&spec).unwrap();
     let h2 = b.submit(&spec).unwrap();
@@ -530,7 +545,7 @@ fn submit_runs_detached_and_is_idempotent() {
     assert_eq!(o.exit_code, Some(0));
     assert_eq!(o.metrics["acc"], 0.75);
     assert_eq!(b.submit(&spec).unwrap(), h1);
-    assert_eq!(fs::read_to_string(tmp.path().join("count")).unwrap(), "x\n");
+    assert_eq!(fs::read_to_string(work(&tmp).join("count")).unwrap(), "x\n");
     let params: serde_json::Value =
         serde_json::from_slice(&fs::read(dir.join("params.json")).unwrap()).unwrap();
     assert_eq!(params, json!({"lr": 0.5}));
@@ -544,7 +559,7 @@ fn submit_runs_detached_and_is_idempotent() {
 fn submit_resumes_a_half_submission() {
     let tmp = tempfile::tempdir().unwrap();
     let b = process_backend(&tmp.path().join("jobs"));
-    let spec = sh_spec("half", "echo x >> count", tmp.path());
+    let spec = sh_spec("half", "echo x >> count", &work(&tmp));
     // The host crashed after creating the folder.
     fs::create_dir_all(b.job_dir("half").unwrap()).unwrap();
     assert_eq!(b.find("half").unwrap(), None);
@@ -555,14 +570,14 @@ fn submit_resumes_a_half_submission() {
     let h = b.submit(&spec).unwrap();
     let o = wait_finished(&b, &h, Duration::from_secs(3));
     assert_eq!(o.exit_code, Some(0));
-    assert_eq!(fs::read_to_string(tmp.path().join("count")).unwrap(), "x\n");
+    assert_eq!(fs::read_to_string(work(&tmp).join("count")).unwrap(), "x\n");
 }
 
 #[test]
 fn cancel_stops_a_running_job_and_still_wakes() {
     let tmp = tempfile::tempdir().unwrap();
     let b = process_backend(&tmp.path().join("jobs"));
-    let mut spec = sh_spec("c", "sleep 5", tmp.path());
+    let mut spec = sh_spec("c", "sleep 5", &work(&tmp));
     spec.wake = Some(wake_script(tmp.path()));
     let h = b.submit(&spec).unwrap();
     wait_for("the job to run", Duration::from_secs(2), || {
@@ -585,7 +600,7 @@ fn cancel_stops_a_running_job_and_still_wakes() {
 fn killed_supervisor_is_lost_and_cancel_still_stops_its_job() {
     let tmp = tempfile::tempdir().unwrap();
     let b = process_backend(&tmp.path().join("jobs"));
-    let h = b.submit(&sh_spec("k9", "sleep 5", tmp.path())).unwrap();
+    let h = b.submit(&sh_spec("k9", "sleep 5", &work(&tmp))).unwrap();
     wait_for("the job to run", Duration::from_secs(2), || {
         b.status(&h).unwrap() == JobState::Running
     });
@@ -608,4 +623,221 @@ fn killed_supervisor_is_lost_and_cancel_still_stops_its_job() {
     wait_for("the orphaned job to die", Duration::from_secs(2), || {
         process_gone(job)
     });
+}
+
+// ------------------------------------------------------ a job's containment
+
+#[test]
+fn an_escaped_descendant_dies_with_the_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = process_backend(&tmp.path().join("jobs"));
+    let spec = sh_spec(
+        "escape",
+        "setsid sh -c 'sleep 30' </dev/null >/dev/null 2>&1 & echo $! > \"$REAGENT_JOB_DIR/bg.pid\"",
+        &work(&tmp),
+    );
+    let h = b.submit(&spec).unwrap();
+    let o = wait_finished(&b, &h, Duration::from_secs(5));
+    assert_eq!(o.exit_code, Some(0));
+    let bg = read_pid_in(&b.job_dir("escape").unwrap().join(OUT_DIR).join("bg.pid"));
+    let gone = process_gone(bg);
+    if !gone {
+        sys::signal_pid(bg, libc::SIGKILL);
+    }
+    assert!(gone, "the setsid'd sleep {bg} outlived its job");
+}
+
+#[test]
+fn a_job_writes_only_its_own_folders() {
+    if super::super::confine::kernel_abi() < super::super::confine::MIN_ABI {
+        eprintln!("skipped: no Landlock here");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let b = inline_backend(&tmp.path().join("jobs"));
+    let script = r#"
+        r=""
+        for f in "$REAGENT_JOB_DIR/../status.json" "$REAGENT_JOB_DIR/../../other/status.json" "$REAGENT_JOB_DIR/../spec.json"; do
+          if mkdir -p "$(dirname "$f")" 2>/dev/null && echo forged > "$f" 2>/dev/null; then r="$r wrote"; else r="$r denied"; fi
+        done
+        echo tmp > "$TMPDIR/t" && echo out > "$REAGENT_JOB_DIR/o" && echo work > w && echo "$r" > "$REAGENT_JOB_DIR/result"
+        if [ "$TMPDIR" != "$(dirname "$REAGENT_JOB_DIR")/tmp" ]; then echo "TMPDIR=$TMPDIR" >&2; exit 3; fi
+    "#;
+    let o = run_inline(
+        &b,
+        &sh_spec("box", script, &work(&tmp)),
+        &AtomicBool::new(false),
+    );
+    assert_eq!(o.exit_code, Some(0), "{}", o.log_tail);
+    let dir = b.job_dir("box").unwrap();
+    let result = fs::read_to_string(dir.join(OUT_DIR).join("result")).unwrap();
+    assert_eq!(result.trim(), "denied denied denied");
+    assert!(!tmp.path().join("jobs/other").exists());
+    assert!(
+        work(&tmp).join("w").exists(),
+        "the working directory is writable"
+    );
+    assert!(
+        !dir.join(TMP_DIR).exists(),
+        "the private tmp goes with the job"
+    );
+    let spec: JobSpec = serde_json::from_slice(&fs::read(dir.join(SPEC_FILE)).unwrap()).unwrap();
+    assert_eq!(spec.key, "box");
+}
+
+#[test]
+fn the_job_environment_is_built_from_scratch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("k");
+    let mut spec = sh_spec("k", "true", tmp.path());
+    spec.pass_env = vec!["HF_*".into(), "OPENAI_API_KEY".into()];
+    spec.withheld_env = vec!["OPENAI_API_KEY".into()];
+    spec.env.push(("CAMPAIGN_SET".into(), "c".into()));
+    let inherited: Vec<(OsString, OsString)> = [
+        ("PATH", "/bin"),
+        ("LC_ALL", "C"),
+        ("HF_HOME", "/hf"),
+        ("OPENAI_API_KEY", "sk-secret"),
+        ("UNLISTED", "u"),
+        ("REAGENT_WORKSPACE", "/ws"),
+        ("SLURM_JOB_ID", "7"),
+        ("TMPDIR", "/tmp"),
+    ]
+    .iter()
+    .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+    .collect();
+    let env = super::super::supervisor::job_env(&spec, &dir, inherited.clone());
+    let get = |k: &str| {
+        env.iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.to_string_lossy().into_owned())
+    };
+    assert_eq!(get("PATH").as_deref(), Some("/bin"));
+    assert_eq!(get("LC_ALL").as_deref(), Some("C"));
+    assert_eq!(get("HF_HOME").as_deref(), Some("/hf"));
+    assert_eq!(get("CAMPAIGN_SET").as_deref(), Some("c"));
+    assert_eq!(get("REAGENT_SEED").as_deref(), Some("7"));
+    for absent in [
+        "OPENAI_API_KEY",
+        "UNLISTED",
+        "REAGENT_WORKSPACE",
+        "SLURM_JOB_ID",
+    ] {
+        assert_eq!(get(absent), None, "{absent}");
+    }
+    let out = dir.join(OUT_DIR);
+    assert_eq!(get("REAGENT_JOB_DIR"), Some(out.display().to_string()));
+    assert_eq!(
+        get("REAGENT_METRICS"),
+        Some(out.join(METRICS_FILE).display().to_string())
+    );
+    assert_eq!(get("TMPDIR"), Some(dir.join(TMP_DIR).display().to_string()));
+    // Under Slurm the job gets SLURM_*.
+    spec.slurm = Some(crate::jobs::slurm::SlurmOptions {
+        partition: None,
+        account: None,
+        qos: None,
+        sbatch: vec![],
+        gpus_as: crate::jobs::slurm::GpuFlag::Gres,
+        time_margin_secs: 60,
+    });
+    let env = super::super::supervisor::job_env(&spec, &dir, inherited);
+    assert!(env.iter().any(|(k, _)| k == "SLURM_JOB_ID"));
+}
+
+#[test]
+fn a_folder_made_by_someone_else_is_refused_not_adopted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = inline_backend(&tmp.path().join("jobs"));
+    let spec = sh_spec("c1-t3-0011223344556677", "true", &work(&tmp));
+    // Pre-created with an exit record and metrics.
+    let dir = b.job_dir(&spec.key).unwrap();
+    fs::create_dir_all(dir.join(OUT_DIR)).unwrap();
+    fs::write(
+        dir.join(STATUS_FILE),
+        r#"{"exit_code":0,"signal":null,"wall_secs":0.1,"cpu_secs":0}"#,
+    )
+    .unwrap();
+    assert_eq!(b.find(&spec.key).unwrap(), None);
+    let e = b.submit(&spec).unwrap_err().to_string();
+    assert!(e.contains("not created by this launch"), "{e}");
+    // A symlinked folder is never followed.
+    let elsewhere = tmp.path().join("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    let spec = sh_spec("c1-t4-8899aabbccddeeff", "true", &work(&tmp));
+    let dir = b.job_dir(&spec.key).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &dir).unwrap();
+    let e = b.submit(&spec).unwrap_err().to_string();
+    assert!(e.contains("symlink"), "{e}");
+    assert!(
+        fs::read_dir(&elsewhere).unwrap().next().is_none(),
+        "nothing written through it"
+    );
+    match b.status(&handle(&spec.key)).unwrap() {
+        JobState::Lost(why) => {
+            assert!(why.contains("job folder is a symlink"), "{why}");
+            assert!(
+                !why.contains(tmp.path().to_str().unwrap()),
+                "no host path: {why}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_process_tree_follows_parents_across_sessions() {
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "setsid sleep 5 & echo $!; sleep 5"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let escaped: i32 = line.trim().parse().unwrap();
+    let sh = i32::try_from(child.id()).unwrap();
+    let tree = sys::tree(sh, sh);
+    let pids: Vec<i32> = tree.iter().map(|p| p.pid).collect();
+    sys::signal_pid(escaped, libc::SIGKILL);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(pids.contains(&sh), "{pids:?}");
+    assert!(
+        pids.contains(&escaped),
+        "the setsid'd child is in the tree: {pids:?}"
+    );
+    let me = i32::try_from(std::process::id()).unwrap();
+    assert!(!pids.contains(&me));
+}
+
+#[test]
+fn without_landlock_the_job_does_not_start_and_says_why() {
+    if super::super::confine::unconfined_allowed() {
+        eprintln!("skipped: REAGENT_ALLOW_UNCONFINED_JOBS=1 is set");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let b = inline_backend(&tmp.path().join("jobs"));
+    super::super::confine::FAKE_ABI.with(|a| a.set(Some(0)));
+    let o = run_inline(
+        &b,
+        &sh_spec("open", "touch ran", &work(&tmp)),
+        &AtomicBool::new(false),
+    );
+    super::super::confine::FAKE_ABI.with(|a| a.set(None));
+    assert_eq!(o.exit_code, Some(EXIT_CANNOT_START));
+    assert!(
+        o.log_tail
+            .contains("cannot confine the job: Landlock is not available")
+            && o.log_tail
+                .contains("set REAGENT_ALLOW_UNCONFINED_JOBS=1 to run jobs unconfined"),
+        "{}",
+        o.log_tail
+    );
+    assert!(!work(&tmp).join("ran").exists(), "the job ran unconfined");
 }
