@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use reagent::campaign::config::{self, Campaign};
+use reagent::spec::{self, Campaign};
 use reagent::strategy::{KnobKind, Value, render_value, value_json};
 use serde_json::{Value as Json, json};
 
@@ -110,7 +110,7 @@ struct Objective {
 
 fn noisy() -> Objective {
     let file = repo().join("bench/configs/noisy.toml");
-    let mut spec = config::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let mut spec = spec::load(&file).unwrap_or_else(|e| panic!("{e}"));
     // The venv's python starts in ~45 ms, the pyenv shim in ~200.
     spec.job.command[0] = python().display().to_string();
     Objective {
@@ -135,7 +135,7 @@ fn ranker() -> Objective {
             "REAGENT_RANKER_FLAKE = \"0\"",
         );
     std::fs::write(dir.join("campaign.toml"), toml).unwrap();
-    let spec = config::load(&dir.join("campaign.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let spec = spec::load(&dir.join("campaign.toml")).unwrap_or_else(|e| panic!("{e}"));
     Objective {
         name: "ranker".into(),
         spec,
@@ -685,7 +685,7 @@ fn store(results: &mut serde_json::Map<String, Json>) {
     );
     let start = Instant::now();
     {
-        use reagent::campaign::state::*;
+        use reagent::records::campaign::*;
         let store = reagent::store::Store::open(&dir.path().join(".reagent/reagent.redb")).unwrap();
         let mut row = store.campaign(1).unwrap().unwrap();
         let h0 = HypothesisRow {

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod llm;
 pub mod records;
 pub mod sandbox;
+pub mod spec;
 pub mod store;
 pub mod strategy;
 pub mod time;

@@ -197,7 +197,7 @@ impl Workspace {
 
 /// Loads both strategies under their grants; each must be accepted.
 pub fn inspect_strategies<'a>(
-    s: &'a crate::campaign::config::StrategiesConfig,
+    s: &'a crate::spec::StrategiesConfig,
     sandbox: &Sandbox,
 ) -> anyhow::Result<
     Vec<(

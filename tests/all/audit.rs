@@ -10,7 +10,7 @@ use std::process::Output;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use reagent::campaign::state::EventBody;
+use reagent::records::campaign::EventBody;
 use reagent::sandbox::test_guests::{ECHO_GENERATOR, THREE_PHASE};
 use reagent::store::Store;
 use redb::{ReadableTable, TableDefinition};

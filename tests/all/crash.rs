@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use reagent::campaign::state::TrialStatus;
+use reagent::records::campaign::TrialStatus;
 use reagent::store::Store;
 
 use crate::campaign::{Project, text};

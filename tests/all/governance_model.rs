@@ -17,10 +17,10 @@ use std::sync::Mutex;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use reagent::campaign::engine::Engine;
-use reagent::campaign::state::{EventBody, TrialStatus};
 use reagent::governance::policy::Policy;
 use reagent::governance::{self, ApprovalKind, ApprovalState, Decision, Identity};
 use reagent::jobs::{Backend, JobHandle, JobOutcome, JobSpec, JobState};
+use reagent::records::campaign::{EventBody, TrialStatus};
 use reagent::store::Store;
 
 /// Jobs in memory: submitted ones run until the test finishes them.
@@ -127,7 +127,7 @@ fn no_sequence_of_events_launches_without_an_approved_plan_or_past_the_budget() 
         .unwrap_or(40);
     let text = campaign_text();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/jobs");
-    let spec = reagent::campaign::config::parse("toy.toml", &text, &dir).unwrap();
+    let spec = reagent::spec::parse("toy.toml", &text, &dir).unwrap();
     let mut coverage = Coverage::default();
     for seed in 0..cases {
         run_case(seed, &spec, &mut coverage);
@@ -157,7 +157,7 @@ fn no_sequence_of_events_launches_without_an_approved_plan_or_past_the_budget() 
     assert!(coverage.crashes > 0 && coverage.refused_self > 0);
 }
 
-fn run_case(seed: u64, spec: &reagent::campaign::config::Campaign, cov: &mut Coverage) {
+fn run_case(seed: u64, spec: &reagent::spec::Campaign, cov: &mut Coverage) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.redb");
     let mut store = Store::open(&path).unwrap();

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use reagent::campaign::state::{EventBody, TrialStatus};
+use reagent::records::campaign::{EventBody, TrialStatus};
 use reagent::store::Store;
 
 use crate::campaign::{Project, text};

@@ -21,4 +21,5 @@ mod researcher;
 mod slurm;
 mod support;
 mod surface;
+mod tidy;
 mod trust;

@@ -15,15 +15,15 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use super::config::{self, Campaign};
-use super::state::{
-    CampaignRow, CampaignState, EventBody, HypothesisRow, HypothesisStatus, Origin, Stage,
-    TrialRow, TrialStatus,
-};
 use super::stats::{self, Summary};
 use crate::governance;
 use crate::jobs::{Backend, JobOutcome, JobSpec, JobState, WakeCommand};
+use crate::records::campaign::{
+    CampaignRow, CampaignState, EventBody, HypothesisRow, HypothesisStatus, Origin, Stage,
+    TrialRow, TrialStatus,
+};
 use crate::sandbox::{Sandbox, Strategy};
+use crate::spec::{self, Campaign};
 use crate::store::{Store, Tx, now_ms};
 use crate::strategy::data::StaticData;
 use crate::strategy::record::CallRecord;
@@ -197,7 +197,7 @@ fn put_queued(tx: &mut Tx, campaign: u64, t: &TrialRow) -> anyhow::Result<()> {
 /// is not inert there.
 fn code_injection(in_code: &[String], h: &Hypothesis) -> Option<String> {
     h.assignments.iter().find_map(|a| match &a.value {
-        Value::Choice(v) if in_code.contains(&a.knob) && !config::inert_in_code(v) => {
+        Value::Choice(v) if in_code.contains(&a.knob) && !spec::inert_in_code(v) => {
             Some(format!(
                 "refused: the value of `{}` ({} bytes, sha256 {}) would be pasted into shell or interpreter code in the job command, and it holds characters beyond letters, digits and ._+-=,:/@%",
                 a.knob,
@@ -731,7 +731,7 @@ impl<'a> Engine<'a> {
         if to.is_terminal() {
             let now = now_ms();
             view.row.finished_ms = Some(now);
-            insights = crate::insights::derive(view, now);
+            insights = super::learned::derive(view, now);
         }
         let id = view.row.id;
         let reason = reason.to_string();
@@ -1047,7 +1047,7 @@ impl<'a> Engine<'a> {
         view.row.state = CampaignState::Finished;
         let now = now_ms();
         view.row.finished_ms = Some(now);
-        let insights = crate::insights::derive(view, now);
+        let insights = super::learned::derive(view, now);
         let s = summary.clone();
         self.commit(view, |tx| {
             tx.append(

@@ -1,7 +1,8 @@
-//! Campaigns: the campaign file, the phase machine, budgets and statistics.
+//! Campaigns: the phase machine (the engine), the statistics, and the
+//! report. The campaign file is `crate::spec`; the rows and events the
+//! engine writes are `crate::records::campaign`.
 
-pub mod config;
 pub mod engine;
+pub mod learned;
 pub mod report;
-pub mod state;
 pub mod stats;

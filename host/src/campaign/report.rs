@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use super::engine::View;
-use super::state::{HypothesisStatus, Stage, TrialStatus};
 use super::stats::{self, Effect, Summary};
+use crate::records::campaign::{HypothesisStatus, Stage, TrialStatus};
 use crate::strategy::{Direction, render_value};
 
 #[derive(Debug, Clone, Serialize)]

@@ -272,7 +272,7 @@ pub fn amend(
     file: &std::path::Path,
     yes: bool,
 ) -> anyhow::Result<ExitCode> {
-    let new = crate::campaign::config::load(file)?;
+    let new = crate::spec::load(file)?;
     let policy = ws.policy()?;
     let store = ws.open_store(Duration::from_secs(30))?;
     let row = store

@@ -8,13 +8,13 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::ValueEnum;
 
-use crate::campaign::config::{self, Campaign};
 use crate::campaign::engine::{Progress, View, allotment};
 use crate::campaign::report;
-use crate::campaign::state::{CampaignRow, CampaignState, EventBody, TrialStatus};
 use crate::cli::term;
 use crate::governance::{self, Identity};
+use crate::records::campaign::{CampaignRow, CampaignState, EventBody, TrialStatus};
 use crate::sandbox::Sandbox;
+use crate::spec::{self, Campaign};
 use crate::store::{Store, now_ms};
 use crate::strategy::data::StaticData;
 use crate::strategy::{CallInput, CallOutput, Phase, render_value};
@@ -212,7 +212,7 @@ pub fn print_progress(p: Progress) {
 }
 
 fn load_campaign_file(path: &Path) -> anyhow::Result<Campaign> {
-    config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+    spec::load(path).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Checks what can be checked before any spend.

@@ -157,8 +157,8 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<ExitCode> {
                 .iter()
                 .filter(|t| {
                     t.hypothesis == h
-                        && t.status == crate::campaign::state::TrialStatus::Succeeded
-                        && (!r.confirmed || t.stage == crate::campaign::state::Stage::Confirm)
+                        && t.status == crate::records::campaign::TrialStatus::Succeeded
+                        && (!r.confirmed || t.stage == crate::records::campaign::Stage::Confirm)
                 })
                 .filter_map(|t| t.metrics.get("valid_ndcg").copied())
                 .collect()

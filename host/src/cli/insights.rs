@@ -9,9 +9,9 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 
-use crate::campaign::state::CampaignRow;
 use crate::cli::term;
 use crate::insights::{self, InsightRecord};
+use crate::records::campaign::CampaignRow;
 use crate::store::Store;
 use crate::strategy::{Direction, Phase, failure_class_name, render_value};
 use crate::workspace::Workspace;

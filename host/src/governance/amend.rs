@@ -2,8 +2,8 @@
 //! strategies or budget, as approval requests.
 
 use super::{ApprovalKind, ApprovalRow, Decision, Identity, NewRequest, policy::Policy};
-use crate::campaign::config::Campaign;
-use crate::campaign::state::CampaignRow;
+use crate::records::campaign::CampaignRow;
+use crate::spec::Campaign;
 use crate::store::Store;
 
 /// The requests that turn `row`'s spec into `new` (read from `label`): a

@@ -22,8 +22,8 @@ pub use crate::records::approval::{
     ApprovalKind, ApprovalRow, ApprovalState, DEFAULT_EXPIRY_MS, payload_hash,
 };
 
-use crate::campaign::config::Campaign;
-use crate::campaign::state::{ApprovalRecord, CampaignRow, CampaignState, EventBody, Stage};
+use crate::records::campaign::{ApprovalRecord, CampaignRow, CampaignState, EventBody, Stage};
+use crate::spec::Campaign;
 use crate::store::{Store, Tx};
 
 /// Who is acting.
@@ -501,7 +501,7 @@ fn apply_strategy_change(
     now: u64,
 ) -> anyhow::Result<ApprovalRow> {
     if row.state == ApprovalState::Approved {
-        let strategies: crate::campaign::config::StrategiesConfig =
+        let strategies: crate::spec::StrategiesConfig =
             serde_json::from_value(row.payload["strategies"].clone())
                 .map_err(|e| anyhow::anyhow!("request {}: unreadable strategies: {e}", row.id))?;
         c.spec.strategies = strategies;
@@ -709,7 +709,7 @@ pub fn approve_plan(
 pub fn auto_approves(
     policy: &policy::Policy,
     row: &ApprovalRow,
-    campaign: &crate::campaign::state::CampaignRow,
+    campaign: &crate::records::campaign::CampaignRow,
 ) -> Option<String> {
     let verdict = policy.decide(&policy::Principal::Auto, &facts(row, Some(campaign)));
     verdict.allowed.then(|| {

@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 use super::metrics;
 use super::sys;
 use super::{Backend, JobHandle, JobOutcome, JobSpec, JobState};
-use crate::campaign::config::MetricsSource;
+use crate::jobs::MetricsSource;
 
 #[cfg(test)]
 pub(crate) use super::supervisor::run_supervisor;

@@ -19,7 +19,16 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::campaign::config::MetricsSource;
+/// Where a job's metrics come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MetricsSource {
+    /// JSON lines written to the file named by `$REAGENT_METRICS`.
+    Jsonl,
+    /// A regex with named groups over stdout and stderr; the last match of
+    /// each group wins.
+    Regex(String),
+}
 
 /// What to run, fully rendered by the engine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -622,7 +622,7 @@ mod tests {
             params_file: "params.json".into(),
             time_limit_secs: 90.0,
             memory_mb: Some(2048),
-            metrics: crate::campaign::config::MetricsSource::Jsonl,
+            metrics: crate::jobs::MetricsSource::Jsonl,
             wake: None,
             cpus: 1.5,
             gpus: 2.0,

@@ -34,7 +34,7 @@ use super::local::{
 };
 use super::metrics::MetricsTail;
 use super::{BASE_ENV, JobSpec, WakeCommand, confine, env_pattern_matches, sys};
-use crate::campaign::config::MetricsSource;
+use crate::jobs::MetricsSource;
 
 /// How often it measures the job's memory (a scan of /proc).
 const MEMORY_INTERVAL: Duration = Duration::from_millis(500);

@@ -5,8 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// How long a request waits for a human before it is denied, by default.
-pub const DEFAULT_EXPIRY_MS: u64 = 72 * 3600 * 1000;
+pub use crate::spec::DEFAULT_EXPIRY_MS;
 
 /// What a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,8 +12,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use crate::campaign::state::{CampaignRow, Event, EventBody, HypothesisRow, TrialRow};
 use crate::records::approval::ApprovalRow;
+use crate::records::campaign::{CampaignRow, Event, EventBody, HypothesisRow, TrialRow};
 use crate::records::insight::InsightRecord;
 use crate::strategy::data::MemoryStore;
 use crate::strategy::record::CallRecord;

@@ -3,8 +3,8 @@
 //! The human side (deciding) is `crate::governance` and `reagent approve`.
 
 use super::*;
-use crate::campaign::state::BudgetIncrease;
 use crate::governance::{self, ApprovalKind, ApprovalRow, ApprovalState, NewRequest};
+use crate::records::campaign::BudgetIncrease;
 
 /// Out-of-space requests one campaign may have pending at once; further
 /// such hypotheses are excluded rather than queued for a human.

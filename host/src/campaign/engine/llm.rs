@@ -2,8 +2,8 @@
 //! campaign (the view's data plus, when granted, the campaign's language
 //! model) and the token count each call's transcript shows.
 
-use crate::campaign::config::Campaign;
 use crate::llm::{Gateway, tokens};
+use crate::spec::Campaign;
 use crate::strategy::data::{StaticData, StrategyData};
 use crate::strategy::record::CallRecord;
 use crate::strategy::{

@@ -21,9 +21,9 @@ use serde_json::Value;
 mod replay;
 
 use super::campaign::EXIT_FAILED;
-use crate::campaign::config::Campaign;
 use crate::cli::term;
 use crate::sandbox::{Sandbox, Strategy};
+use crate::spec::Campaign;
 use crate::store::{RawEvent, Store};
 use crate::strategy::{Assignment, StrategySource, render_value};
 use crate::workspace::{self, Workspace};

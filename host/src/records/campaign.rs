@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{Budget, Campaign};
-use crate::governance::{ApprovalKind, ApprovalState};
+use super::approval::{ApprovalKind, ApprovalState};
 use crate::jobs::{JobHandle, JobOutcome};
+use crate::spec::{Budget, Campaign};
 use crate::strategy::{Assignment, Diagnosis, FailureClass, Hypothesis};
 
 /// `draft → awaiting-approval → running ⇄ hibernating → finished | halted | cancelled`

@@ -260,16 +260,10 @@ struct PolicyFile {
 
 // ---------------------------------------------------------------- resolved
 
-/// Where a job's metrics come from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MetricsSource {
-    /// JSON lines written to the file named by `$REAGENT_METRICS`.
-    Jsonl,
-    /// A regex with named groups over stdout and stderr; the last match of
-    /// each group wins.
-    Regex(String),
-}
+/// How long a request waits for a human before it is denied, by default.
+pub const DEFAULT_EXPIRY_MS: u64 = 72 * 3600 * 1000;
+
+pub use crate::jobs::MetricsSource;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Guard {
@@ -1169,7 +1163,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Campaign, ConfigErro
         approval_expiry: match &raw.policy.approval_expiry {
             Some(d) => parse_duration(d.get_ref())
                 .map_err(|m| loc.at(d.span(), format!("policy.approval_expiry: {m}")))?,
-            None => Duration::from_millis(crate::governance::DEFAULT_EXPIRY_MS),
+            None => Duration::from_millis(DEFAULT_EXPIRY_MS),
         },
         ask_for_budget: raw.policy.ask_for_budget,
     };
