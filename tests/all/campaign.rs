@@ -152,10 +152,11 @@ fn failures_go_through_the_debugger_to_the_right_action() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|a| a["kind"] == "escalation")
-        .unwrap_or_else(|| panic!("no escalation request: {requests}"));
+        // Trial 8's (no metric) is the one the runbook escalates; which
+        // request comes first depends on the order failures settle in.
+        .find(|a| a["kind"] == "escalation" && a["payload"]["trial"] == 8)
+        .unwrap_or_else(|| panic!("no escalation request for trial 8: {requests}"));
     assert_eq!(escalation["state"], "expired", "{escalation}");
-    assert_eq!(escalation["payload"]["trial"], 8, "{escalation}");
     let trials = p.json(&["trials", "1", "--json"]);
     let by_id = |id: u64| {
         trials

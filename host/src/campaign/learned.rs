@@ -9,15 +9,7 @@ use super::stats;
 use crate::insights::{InsightRecord, RECORDED, content_id, iso_utc};
 use crate::records::campaign::{HypothesisStatus, Stage, TrialStatus};
 use crate::records::insight::round12;
-use crate::strategy::{Assignment, FailureClass, Phase};
-
-fn phase_of(stage: Stage) -> Phase {
-    match stage {
-        Stage::Combine => Phase::Combine,
-        Stage::Exploit | Stage::Confirm | Stage::Done => Phase::Exploit,
-        Stage::Plan | Stage::Validate => Phase::Validate,
-    }
-}
+use crate::strategy::{Assignment, FailureClass};
 
 /// The records a campaign's stored trials support: one per hypothesis
 /// other than the baseline that has a succeeded or a failed trial and
@@ -129,7 +121,7 @@ pub fn derive(view: &View, recorded_ms: u64) -> Vec<InsightRecord> {
             metric: spec.objective.metric.clone(),
             direction,
             title: h.hypothesis.title.clone(),
-            phase: phase_of(h.stage),
+            phase: h.stage.phase(),
             assignments,
             baseline: baseline_values,
             effect: effect.map(|e| round12(e.estimate)),

@@ -6,3 +6,4 @@ pub mod engine;
 pub mod learned;
 pub mod report;
 pub mod stats;
+pub mod view;

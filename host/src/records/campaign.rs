@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::approval::{ApprovalKind, ApprovalState};
 use crate::jobs::{JobHandle, JobOutcome};
 use crate::spec::{Budget, Campaign};
-use crate::strategy::{Assignment, Diagnosis, FailureClass, Hypothesis};
+use crate::strategy::{Assignment, Diagnosis, FailureClass, Hypothesis, Phase};
 
 /// `draft → awaiting-approval → running ⇄ hibernating → finished | halted | cancelled`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +60,18 @@ pub enum Stage {
     Exploit,
     Confirm,
     Done,
+}
+
+impl Stage {
+    /// The phase a strategy is asked for in this stage (confirmation and
+    /// the end are exploitation's continuation; planning is validation's).
+    pub fn phase(self) -> Phase {
+        match self {
+            Stage::Combine => Phase::Combine,
+            Stage::Exploit | Stage::Confirm | Stage::Done => Phase::Exploit,
+            Stage::Plan | Stage::Validate => Phase::Validate,
+        }
+    }
 }
 
 impl Stage {
