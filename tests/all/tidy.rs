@@ -297,9 +297,6 @@ const MAX_FN_LINES: usize = 150;
 /// shrink but not grow, and leaves this list when it is under the limit
 /// (the test says so). `path` for a file, `path:fn name` for a function.
 const OVER_THE_LIMIT: &[(&str, usize)] = &[
-    ("campaign/engine/stages.rs:fn step", 168),
-    ("campaign/engine/propose.rs:fn propose", 196),
-    ("campaign/engine/settle.rs:fn diagnose", 299),
     ("cli/campaign.rs", 946),
     ("jobs/supervisor.rs:fn run_job", 185),
     ("spec/mod.rs", 1422),

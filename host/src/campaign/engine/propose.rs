@@ -134,30 +134,7 @@ impl Engine<'_> {
             _ => None,
         };
         let Some(proposed) = proposed else {
-            view.row.strikes += 1;
-            let err = record
-                .outcome
-                .as_ref()
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            self.commit(view, |tx| {
-                self.record_call(tx, id, "generator", &record)?;
-                Ok(())
-            })?;
-            self.say(Progress::Note {
-                campaign: id,
-                text: format!(
-                    "generator call failed ({} of {MAX_STRIKES} strikes): {err}",
-                    view.row.strikes
-                ),
-            });
-            if view.row.strikes >= MAX_STRIKES {
-                self.halt(
-                    view,
-                    format!("the generator failed {MAX_STRIKES} times; last error: {err}"),
-                )?;
-            }
+            self.generator_failed(view, &record)?;
             return Ok(true);
         };
         // Drop anything already tried (same change set).
@@ -171,61 +148,11 @@ impl Engine<'_> {
             .filter(|h| !known.contains(&validate::key(h)))
             .collect();
 
-        let mut rows = Vec::new();
-        // Values outside the approved space wait for a human; the rest of
-        // the batch goes ahead.
-        let mut room =
-            guardrails::MAX_PENDING_OUT_OF_SPACE.saturating_sub(self.pending_out_of_space(id)?);
-        let mut requests = Vec::new();
-        let in_code = spec.knobs_in_code();
-        let mut refused: Vec<(u64, String)> = Vec::new();
-        for h in fresh {
-            let hid = view.row.next_hypothesis.max(1);
-            view.row.next_hypothesis = hid + 1;
-            let outside = validate::outside_space_all(&spec.knobs, &h);
-            let status = if outside.is_empty() {
-                HypothesisStatus::Active
-            } else if let Some(why) = code_injection(&in_code, &h) {
-                // No approval can make this safe to paste into code: it is
-                // refused, not put to a person.
-                refused.push((hid, why));
-                HypothesisStatus::Excluded
-            } else if room > 0 {
-                room -= 1;
-                let changes: serde_json::Map<String, serde_json::Value> = h
-                    .assignments
-                    .iter()
-                    .map(|a| (a.knob.clone(), crate::strategy::value_json(&a.value)))
-                    .collect();
-                let payload = self.trial_payload(
-                    view,
-                    serde_json::json!({
-                        "hypothesis": hid,
-                        "title": h.title,
-                        "changes": changes,
-                        "outside": outside,
-                    }),
-                );
-                requests.push(self.new_request(
-                    view,
-                    governance::ApprovalKind::OutOfSpace,
-                    format!("hypothesis {hid} \"{}\": {}", h.title, outside.join("; ")),
-                    payload,
-                    Some(hid),
-                ));
-                HypothesisStatus::AwaitingApproval
-            } else {
-                HypothesisStatus::Excluded
-            };
-            rows.push(HypothesisRow {
-                id: hid,
-                stage,
-                hypothesis: h,
-                origin: Origin::Generator,
-                status,
-                call_seq: None,
-            });
-        }
+        let Admitted {
+            mut rows,
+            requests,
+            refused,
+        } = self.admit(view, stage, fresh)?;
         let mut trials = Vec::new();
         for h in rows.iter().filter(|h| h.status == HypothesisStatus::Active) {
             trials.push(self.new_trial(
@@ -286,6 +213,111 @@ impl Engine<'_> {
         });
         Ok(true)
     }
+
+    /// A generator call that returned no hypotheses: recorded, one strike,
+    /// and the campaign halts at the third.
+    fn generator_failed(&mut self, view: &mut View, record: &CallRecord) -> anyhow::Result<()> {
+        let id = view.row.id;
+        view.row.strikes += 1;
+        let err = record
+            .outcome
+            .as_ref()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        self.commit(view, |tx| {
+            self.record_call(tx, id, "generator", record)?;
+            Ok(())
+        })?;
+        self.say(Progress::Note {
+            campaign: id,
+            text: format!(
+                "generator call failed ({} of {MAX_STRIKES} strikes): {err}",
+                view.row.strikes
+            ),
+        });
+        if view.row.strikes >= MAX_STRIKES {
+            self.halt(
+                view,
+                format!("the generator failed {MAX_STRIKES} times; last error: {err}"),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Numbers the fresh hypotheses and decides each one's fate: active
+    /// (inside the approved space), refused (a value that would be pasted
+    /// into code), waiting for a person (outside the space, while there is
+    /// room for requests), or excluded.
+    fn admit(
+        &mut self,
+        view: &mut View,
+        stage: Stage,
+        fresh: Vec<Hypothesis>,
+    ) -> anyhow::Result<Admitted> {
+        let id = view.row.id;
+        let spec = view.row.spec.clone();
+        let mut rows = Vec::new();
+        // Values outside the approved space wait for a human; the rest of
+        // the batch goes ahead.
+        let mut room =
+            guardrails::MAX_PENDING_OUT_OF_SPACE.saturating_sub(self.pending_out_of_space(id)?);
+        let mut requests = Vec::new();
+        let in_code = spec.knobs_in_code();
+        let mut refused: Vec<(u64, String)> = Vec::new();
+        for h in fresh {
+            let hid = view.row.next_hypothesis.max(1);
+            view.row.next_hypothesis = hid + 1;
+            let outside = validate::outside_space_all(&spec.knobs, &h);
+            let status = if outside.is_empty() {
+                HypothesisStatus::Active
+            } else if let Some(why) = code_injection(&in_code, &h) {
+                // No approval can make this safe to paste into code: it is
+                // refused, not put to a person.
+                refused.push((hid, why));
+                HypothesisStatus::Excluded
+            } else if room > 0 {
+                room -= 1;
+                let changes: serde_json::Map<String, serde_json::Value> = h
+                    .assignments
+                    .iter()
+                    .map(|a| (a.knob.clone(), crate::strategy::value_json(&a.value)))
+                    .collect();
+                let payload = self.trial_payload(
+                    view,
+                    serde_json::json!({
+                        "hypothesis": hid,
+                        "title": h.title,
+                        "changes": changes,
+                        "outside": outside,
+                    }),
+                );
+                requests.push(self.new_request(
+                    view,
+                    governance::ApprovalKind::OutOfSpace,
+                    format!("hypothesis {hid} \"{}\": {}", h.title, outside.join("; ")),
+                    payload,
+                    Some(hid),
+                ));
+                HypothesisStatus::AwaitingApproval
+            } else {
+                HypothesisStatus::Excluded
+            };
+            rows.push(HypothesisRow {
+                id: hid,
+                stage,
+                hypothesis: h,
+                origin: Origin::Generator,
+                status,
+                call_seq: None,
+            });
+        }
+        Ok(Admitted {
+            rows,
+            requests,
+            refused,
+        })
+    }
 }
 
 /// Stores a new hypothesis with its event.
@@ -323,4 +355,13 @@ pub(super) fn put_new_hypothesis(
         },
     )?;
     tx.put_hypothesis(campaign, h)
+}
+
+/// What [`Engine::admit`] made of a generator's fresh hypotheses.
+struct Admitted {
+    rows: Vec<HypothesisRow>,
+    /// Out-of-space approval requests, one per hypothesis that waits.
+    requests: Vec<governance::NewRequest>,
+    /// (hypothesis, why) for values refused outright.
+    refused: Vec<(u64, String)>,
 }

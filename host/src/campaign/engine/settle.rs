@@ -156,53 +156,54 @@ impl Engine<'_> {
         let spec = view.row.spec.clone();
         let trial = view.trials.iter().find(|t| t.id == tid).cloned().unwrap();
         let max_attempts = spec.budget.max_retries + 1;
-        let report = FailureReport {
+        let report = failure_report(&spec, &trial, outcome, max_attempts);
+        let (diagnosis, record) = self.ask_debugger(view, &trial, report);
+        let mut applied = self.apply_action(view, &trial, &diagnosis, max_attempts);
+        // The baseline is never excluded: its failure halts nothing but is
+        // retried if the debugger allows; otherwise other replicates carry it.
+        if let Some((0, _, _)) = applied.status_change {
+            applied.status_change = None;
+        }
+        {
+            let t = view.trials.iter_mut().find(|t| t.id == tid).unwrap();
+            t.failure = Some(diagnosis.class);
+            t.diagnosis = Some(diagnosis.clone());
+            t.action_taken = Some(applied.action_text.clone());
+        }
+        if let Some((hid, status, _)) = &applied.status_change
+            && let Some(h) = view.hypotheses.iter_mut().find(|h| h.id == *hid)
+        {
+            h.status = *status;
+        }
+        self.record_diagnosis(view, tid, &diagnosis, record, &mut applied)?;
+        if let Some(h) = applied.new_hypothesis {
+            view.hypotheses.push(h);
+        }
+        if let Some(t) = applied.new_trial {
+            view.trials.push(t);
+        }
+        self.say(Progress::Diagnosed {
+            campaign: id,
             trial: tid,
-            hypothesis: trial.hypothesis,
-            assignments: full_config(&spec, &trial.assignments)
-                .into_iter()
-                .map(|(knob, value)| Assignment { knob, value })
-                .collect(),
-            exit_code: outcome.exit_code,
-            signal: outcome.signal,
-            timed_out: outcome.timed_out,
-            stopped_early: outcome.stopped_early.is_some(),
-            log_tail: {
-                // The holdout metric is never shown to strategies: drop
-                // lines of the log that mention it.
-                let mut tail = match &spec.objective.holdout {
-                    Some(h) => outcome
-                        .log_tail
-                        .lines()
-                        .filter(|l| !l.contains(h.as_str()))
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                    None => outcome.log_tail.clone(),
-                };
-                if let Some(reason) = &outcome.stopped_early {
-                    tail.push_str(&format!("\nreagent: stopped early: {reason}"));
-                }
-                if outcome.memory_exceeded {
-                    tail.push_str("\nreagent: killed: out of memory (resident memory passed the job's memory limit)");
-                }
-                if outcome.exit_code == Some(0) && trial.objective.is_none() {
-                    tail.push_str(&format!(
-                        "\nreagent: the job exited 0 but never reported `{}`",
-                        spec.objective.metric
-                    ));
-                }
-                // Strategies never see where things are on this machine.
-                crate::jobs::redact_paths(&tail, Some(&spec.job.workdir))
-            },
-            attempt: trial.attempt,
-            max_attempts,
-            last_metrics: outcome
-                .metrics
-                .iter()
-                .filter(|(k, _)| spec.objective.holdout.as_deref() != Some(k.as_str()))
-                .map(|(k, v)| (k.clone(), *v))
-                .collect(),
-        };
+            class: diagnosis.class,
+            action: applied.action_text,
+        });
+        if view.row.strikes >= MAX_STRIKES {
+            let reason = format!("strategies failed {MAX_STRIKES} times");
+            self.halt(view, reason)?;
+        }
+        Ok(())
+    }
+
+    /// The debugger's diagnosis of a failure, with its call record; a
+    /// strike and "exclude" when the debugger fails.
+    fn ask_debugger(
+        &mut self,
+        view: &mut View,
+        trial: &TrialRow,
+        report: FailureReport,
+    ) -> (crate::strategy::Diagnosis, Option<CallRecord>) {
+        let spec = view.row.spec.clone();
         let debugger = self.strategy(&spec.strategies.debugger, &spec);
         let round = view.row.debugger_calls;
         view.row.debugger_calls += 1;
@@ -239,13 +240,22 @@ impl Engine<'_> {
                 rationale: "the debugger strategy failed; excluding this hypothesis".into(),
             }
         });
-        // Apply the action within the retry bound.
+        (diagnosis, record)
+    }
+
+    /// What the diagnosis' action does, within the retry bound: a retry, a
+    /// retry with changed knobs (a new hypothesis), an escalation to a
+    /// person, or an exclusion.
+    fn apply_action(
+        &mut self,
+        view: &mut View,
+        trial: &TrialRow,
+        diagnosis: &crate::strategy::Diagnosis,
+        max_attempts: u32,
+    ) -> Applied {
+        let tid = trial.id;
         let retries_left = trial.attempt < max_attempts;
-        let mut new_trial: Option<TrialRow> = None;
-        let mut new_hypothesis: Option<HypothesisRow> = None;
-        let mut status_change: Option<(u64, HypothesisStatus, String)> = None;
-        let mut escalation = None;
-        let action_text;
+        let mut applied = Applied::default();
         match (&diagnosis.action, retries_left) {
             (Action::Retry, true) => {
                 let t = self.new_trial(
@@ -257,67 +267,11 @@ impl Engine<'_> {
                     Some(tid),
                     trial.assignments.clone(),
                 );
-                action_text = format!("retry as trial {}", t.id);
-                new_trial = Some(t);
+                applied.action_text = format!("retry as trial {}", t.id);
+                applied.new_trial = Some(t);
             }
             (Action::RetryWith(changes), true) => {
-                let mut assignments = trial.assignments.clone();
-                for c in changes {
-                    assignments.retain(|a| a.knob != c.knob);
-                    let baseline = spec.knob(&c.knob).map(|k| &k.baseline);
-                    if baseline != Some(&c.value) {
-                        assignments.push(c.clone());
-                    }
-                }
-                // Name only what the debugger changed (it may repeat the rest).
-                let current = full_config(&spec, &trial.assignments);
-                let what: Vec<String> = changes
-                    .iter()
-                    .filter(|c| !current.iter().any(|(k, v)| k == &c.knob && v == &c.value))
-                    .map(|c| format!("{}={}", c.knob, render_value(&c.value)))
-                    .collect();
-                let parent_title = view
-                    .hypothesis(trial.hypothesis)
-                    .map(|h| h.hypothesis.title.clone())
-                    .unwrap_or_default();
-                let hid = view.row.next_hypothesis.max(1);
-                view.row.next_hypothesis = hid + 1;
-                let h = HypothesisRow {
-                    id: hid,
-                    stage: trial.stage,
-                    hypothesis: Hypothesis {
-                        title: format!("{parent_title} (retry with {})", what.join(", ")),
-                        rationale: diagnosis.rationale.clone(),
-                        category: view
-                            .hypothesis(trial.hypothesis)
-                            .map(|h| h.hypothesis.category.clone())
-                            .unwrap_or_default(),
-                        assignments: assignments.clone(),
-                        parents: vec![trial.hypothesis],
-                    },
-                    origin: Origin::Debugger,
-                    status: HypothesisStatus::Active,
-                    call_seq: None,
-                };
-                let t = self.new_trial(
-                    view,
-                    hid,
-                    trial.stage,
-                    trial.seed,
-                    trial.attempt + 1,
-                    Some(tid),
-                    assignments,
-                );
-                action_text = format!("retry with {} as trial {}", what.join(", "), t.id);
-                if trial.hypothesis != 0 {
-                    status_change = Some((
-                        trial.hypothesis,
-                        HypothesisStatus::Replaced,
-                        format!("replaced by hypothesis {hid}"),
-                    ));
-                }
-                new_hypothesis = Some(h);
-                new_trial = Some(t);
+                applied = self.retry_with(view, trial, diagnosis, changes);
             }
             (Action::Escalate, _) => {
                 let payload = self.trial_payload(
@@ -330,7 +284,7 @@ impl Engine<'_> {
                         "retry": "approving runs the trial once more",
                     }),
                 );
-                escalation = Some(self.new_request(
+                applied.escalation = Some(self.new_request(
                     view,
                     governance::ApprovalKind::Escalation,
                     format!(
@@ -340,56 +294,128 @@ impl Engine<'_> {
                     payload,
                     Some(trial.hypothesis),
                 ));
-                action_text =
+                applied.action_text =
                     "escalated to a human (an approval request); the hypothesis is parked".into();
-                status_change = Some((
+                applied.status_change = Some((
                     trial.hypothesis,
                     HypothesisStatus::Escalated,
                     diagnosis.rationale.clone(),
                 ));
             }
             (_, false) => {
-                action_text = format!("excluded: {} attempts used", trial.attempt);
-                status_change = Some((
+                applied.action_text = format!("excluded: {} attempts used", trial.attempt);
+                applied.status_change = Some((
                     trial.hypothesis,
                     HypothesisStatus::Excluded,
-                    action_text.clone(),
+                    applied.action_text.clone(),
                 ));
             }
             (Action::Exclude, _) => {
-                action_text = "excluded".into();
-                status_change = Some((
+                applied.action_text = "excluded".into();
+                applied.status_change = Some((
                     trial.hypothesis,
                     HypothesisStatus::Excluded,
                     diagnosis.rationale.clone(),
                 ));
             }
         }
-        // The baseline is never excluded: its failure halts nothing but is
-        // retried if the debugger allows; otherwise other replicates carry it.
-        if let Some((0, _, _)) = status_change {
-            status_change = None;
+        applied
+    }
+
+    /// `retry-with`: a new hypothesis, the failed one's change with the
+    /// debugger's knobs on top, and its first trial.
+    fn retry_with(
+        &mut self,
+        view: &mut View,
+        trial: &TrialRow,
+        diagnosis: &crate::strategy::Diagnosis,
+        changes: &[Assignment],
+    ) -> Applied {
+        let spec = view.row.spec.clone();
+        let mut assignments = trial.assignments.clone();
+        for c in changes {
+            assignments.retain(|a| a.knob != c.knob);
+            let baseline = spec.knob(&c.knob).map(|k| &k.baseline);
+            if baseline != Some(&c.value) {
+                assignments.push(c.clone());
+            }
         }
-        {
-            let t = view.trials.iter_mut().find(|t| t.id == tid).unwrap();
-            t.failure = Some(diagnosis.class);
-            t.diagnosis = Some(diagnosis.clone());
-            t.action_taken = Some(action_text.clone());
+        // Name only what the debugger changed (it may repeat the rest).
+        let current = full_config(&spec, &trial.assignments);
+        let what: Vec<String> = changes
+            .iter()
+            .filter(|c| !current.iter().any(|(k, v)| k == &c.knob && v == &c.value))
+            .map(|c| format!("{}={}", c.knob, render_value(&c.value)))
+            .collect();
+        let parent = view.hypothesis(trial.hypothesis);
+        let parent_title = parent
+            .map(|h| h.hypothesis.title.clone())
+            .unwrap_or_default();
+        let category = parent
+            .map(|h| h.hypothesis.category.clone())
+            .unwrap_or_default();
+        let hid = view.row.next_hypothesis.max(1);
+        view.row.next_hypothesis = hid + 1;
+        let h = HypothesisRow {
+            id: hid,
+            stage: trial.stage,
+            hypothesis: Hypothesis {
+                title: format!("{parent_title} (retry with {})", what.join(", ")),
+                rationale: diagnosis.rationale.clone(),
+                category,
+                assignments: assignments.clone(),
+                parents: vec![trial.hypothesis],
+            },
+            origin: Origin::Debugger,
+            status: HypothesisStatus::Active,
+            call_seq: None,
+        };
+        let t = self.new_trial(
+            view,
+            hid,
+            trial.stage,
+            trial.seed,
+            trial.attempt + 1,
+            Some(trial.id),
+            assignments,
+        );
+        Applied {
+            action_text: format!("retry with {} as trial {}", what.join(", "), t.id),
+            status_change: (trial.hypothesis != 0).then(|| {
+                (
+                    trial.hypothesis,
+                    HypothesisStatus::Replaced,
+                    format!("replaced by hypothesis {hid}"),
+                )
+            }),
+            new_hypothesis: Some(h),
+            new_trial: Some(t),
+            escalation: None,
         }
-        if let Some((hid, status, _)) = &status_change
-            && let Some(h) = view.hypotheses.iter_mut().find(|h| h.id == *hid)
-        {
-            h.status = *status;
-        }
+    }
+
+    /// One transaction: the debugger's call record, the diagnosed trial,
+    /// what the action changed.
+    fn record_diagnosis(
+        &mut self,
+        view: &mut View,
+        tid: u64,
+        diagnosis: &crate::strategy::Diagnosis,
+        record: Option<CallRecord>,
+        applied: &mut Applied,
+    ) -> anyhow::Result<()> {
+        let id = view.row.id;
         let trial_row = view.trials.iter().find(|t| t.id == tid).cloned().unwrap();
-        let changed_h = status_change
+        let changed_h = applied
+            .status_change
             .as_ref()
             .and_then(|(hid, _, _)| view.hypotheses.iter().find(|h| h.id == *hid).cloned());
         let d2 = diagnosis.clone();
-        let a2 = action_text.clone();
-        let nh = new_hypothesis.clone();
-        let nt = new_trial.clone();
-        let sc = status_change.clone();
+        let a2 = applied.action_text.clone();
+        let nh = applied.new_hypothesis.clone();
+        let nt = applied.new_trial.clone();
+        let sc = applied.status_change.clone();
+        let escalation = applied.escalation.take();
         self.commit(view, |tx| {
             let seq = match &record {
                 Some(r) => Some(self.record_call(tx, id, "debugger", r)?),
@@ -426,24 +452,7 @@ impl Engine<'_> {
                 governance::request(tx, r, (self.clock)())?;
             }
             Ok(())
-        })?;
-        if let Some(h) = new_hypothesis {
-            view.hypotheses.push(h);
-        }
-        if let Some(t) = new_trial {
-            view.trials.push(t);
-        }
-        self.say(Progress::Diagnosed {
-            campaign: id,
-            trial: tid,
-            class: diagnosis.class,
-            action: action_text,
-        });
-        if view.row.strikes >= MAX_STRIKES {
-            let reason = format!("strategies failed {MAX_STRIKES} times");
-            self.halt(view, reason)?;
-        }
-        Ok(())
+        })
     }
 
     /// Cancels every in-flight job of a campaign and marks it cancelled.
@@ -501,5 +510,73 @@ impl Engine<'_> {
             CampaignState::Cancelled,
             "cancelled by the operator",
         )
+    }
+}
+
+/// What a diagnosis' action changed, to record and to say.
+#[derive(Default)]
+struct Applied {
+    action_text: String,
+    new_trial: Option<TrialRow>,
+    new_hypothesis: Option<HypothesisRow>,
+    /// (hypothesis, new status, reason).
+    status_change: Option<(u64, HypothesisStatus, String)>,
+    escalation: Option<governance::NewRequest>,
+}
+
+/// What the debugger is told about a failed trial: its configuration, how
+/// it ended, and its log tail without the holdout metric or host paths.
+fn failure_report(
+    spec: &Campaign,
+    trial: &TrialRow,
+    outcome: &JobOutcome,
+    max_attempts: u32,
+) -> FailureReport {
+    // The holdout metric is never shown to strategies: drop lines of the
+    // log that mention it.
+    let mut tail = match &spec.objective.holdout {
+        Some(h) => outcome
+            .log_tail
+            .lines()
+            .filter(|l| !l.contains(h.as_str()))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        None => outcome.log_tail.clone(),
+    };
+    if let Some(reason) = &outcome.stopped_early {
+        tail.push_str(&format!("\nreagent: stopped early: {reason}"));
+    }
+    if outcome.memory_exceeded {
+        tail.push_str(
+            "\nreagent: killed: out of memory (resident memory passed the job's memory limit)",
+        );
+    }
+    if outcome.exit_code == Some(0) && trial.objective.is_none() {
+        tail.push_str(&format!(
+            "\nreagent: the job exited 0 but never reported `{}`",
+            spec.objective.metric
+        ));
+    }
+    FailureReport {
+        trial: trial.id,
+        hypothesis: trial.hypothesis,
+        assignments: full_config(spec, &trial.assignments)
+            .into_iter()
+            .map(|(knob, value)| Assignment { knob, value })
+            .collect(),
+        exit_code: outcome.exit_code,
+        signal: outcome.signal,
+        timed_out: outcome.timed_out,
+        stopped_early: outcome.stopped_early.is_some(),
+        // Strategies never see where things are on this machine.
+        log_tail: crate::jobs::redact_paths(&tail, Some(&spec.job.workdir)),
+        attempt: trial.attempt,
+        max_attempts,
+        last_metrics: outcome
+            .metrics
+            .iter()
+            .filter(|(k, _)| spec.objective.holdout.as_deref() != Some(k.as_str()))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
     }
 }

@@ -5,7 +5,6 @@ use super::*;
 impl Engine<'_> {
     /// One step of the stage machine; true if anything changed.
     pub(super) fn step(&mut self, view: &mut View) -> anyhow::Result<bool> {
-        let id = view.row.id;
         let a = allotment(&view.row.spec);
         match view.row.stage {
             Stage::Plan => {
@@ -24,153 +23,159 @@ impl Engine<'_> {
                 Ok(true)
             }
             stage @ (Stage::Validate | Stage::Combine | Stage::Exploit) => {
-                if self.launch(view)? {
-                    return Ok(true);
-                }
-                let queued = view.count(stage, |s| s == TrialStatus::Queued);
-                let in_flight = view.count(stage, TrialStatus::in_flight);
-                let exhausted = view
-                    .row
-                    .exhausted
-                    .get(stage.name())
-                    .copied()
-                    .unwrap_or(false);
-                let hold = if stage < Stage::Confirm {
-                    self.confirm_hold(view)
-                } else {
-                    0
-                };
-                let can_spend = self.affordable(view, hold) && !self.past_deadline(view);
-                let left = view.left(stage);
-                // Ask for more when nothing of this stage waits for a slot.
-                // Validate and combine ask once everything in flight is
-                // back; exploit asks when a slot is free, for a batch of
-                // `max_parallel` (the rest wait in the queue, so the
-                // generator is called about once per batch, not per trial).
-                let slots = view.row.spec.budget.max_parallel as usize;
-                let ready = match stage {
-                    Stage::Exploit => view.in_flight() < slots,
-                    _ => in_flight == 0,
-                };
-                let baseline_ready = stage != Stage::Combine || view.baseline().is_some();
-                if queued == 0 && left > 0 && !exhausted && can_spend && ready && baseline_ready {
-                    let max = match stage {
-                        Stage::Exploit => left.min(slots.max(1) as u32),
-                        _ => left,
-                    };
-                    return self.propose(view, stage, max);
-                }
-                if queued == 0 && in_flight == 0 {
-                    let next = match stage {
-                        Stage::Validate => Stage::Combine,
-                        Stage::Combine => Stage::Exploit,
-                        _ => Stage::Confirm,
-                    };
-                    let why = if !can_spend {
-                        "the exploration budget is spent".to_string()
-                    } else if exhausted {
-                        format!("the generator has nothing more for {}", stage.name())
-                    } else {
-                        format!("{} is done", stage.name())
-                    };
-                    if stage == Stage::Validate {
-                        let judging = view.judging();
-                        let promising = view
-                            .hypotheses
-                            .iter()
-                            .filter(|h| view.judge_with(&judging, h).2)
-                            .count();
-                        let note = format!("{why}; {promising} promising change(s)");
-                        self.stage_to(view, next, note)?;
-                    } else {
-                        self.stage_to(view, next, why)?;
-                    }
-                    return Ok(true);
-                }
-                Ok(false)
+                self.explore(view, stage)
             }
-            Stage::Confirm => {
-                if self.launch(view)? {
-                    return Ok(true);
-                }
-                let confirm_trials = view
-                    .trials
-                    .iter()
-                    .filter(|t| t.stage == Stage::Confirm)
-                    .count();
-                if confirm_trials == 0 {
-                    // A branch waiting for a human may hold the winner:
-                    // wait for its answer (or expiry) and its trials.
-                    if view.in_flight() > 0
-                        || view.trials.iter().any(|t| t.status == TrialStatus::Queued)
-                        || self.branches_waiting(id)?
-                    {
-                        return Ok(false);
-                    }
-                    let Some((winner, s, effect)) = view.best() else {
-                        self.finish_campaign(view, "nothing beat the baseline".into())?;
-                        return Ok(true);
-                    };
-                    view.row.winner = Some(winner);
-                    let reps = view.row.spec.budget.confirm_replicates;
-                    if a.confirm == 0 || !self.affordable(view, 2 * reps - 1) {
-                        let mut note = format!(
-                            "best: hypothesis {winner} (mean {:.6}, +{effect:.6} vs baseline); no budget left to confirm it with fresh seeds",
-                            s.mean
-                        );
-                        if a.confirm > 0 && view.row.spec.policy.ask_for_budget {
-                            match self.budget_request(id)? {
-                                None => return self.ask_for_budget(view, winner, 2 * reps),
-                                Some(r) if r.state == governance::ApprovalState::Pending => {
-                                    return Ok(false);
-                                }
-                                Some(r) => {
-                                    note = format!(
-                                        "{note} (budget-increase request {} was {})",
-                                        r.id,
-                                        r.state.name()
-                                    );
-                                }
-                            }
-                        }
-                        self.finish_campaign(view, note)?;
-                        return Ok(true);
-                    }
-                    for r in 0..reps {
-                        self.queue_trial(
-                            view,
-                            winner,
-                            Stage::Confirm,
-                            CONFIRM_SEED + r as u64,
-                            1,
-                            None,
-                        )?;
-                        self.queue_trial(
-                            view,
-                            0,
-                            Stage::Confirm,
-                            CONFIRM_SEED + r as u64,
-                            1,
-                            None,
-                        )?;
-                    }
-                    self.say(Progress::Note {
-                        campaign: id,
-                        text: format!("confirming hypothesis {winner} against the baseline with {reps} fresh seeds each"),
-                    });
-                    return Ok(true);
-                }
-                let open = view.count(Stage::Confirm, |s| {
-                    s == TrialStatus::Queued || s.in_flight()
-                });
-                if open == 0 {
-                    self.finish_campaign(view, "confirmation done".into())?;
-                    return Ok(true);
-                }
-                Ok(false)
-            }
+            Stage::Confirm => self.confirm(view),
             Stage::Done => Ok(false),
         }
+    }
+
+    /// Validate, combine or exploit: launch what is queued, ask the
+    /// generator for more when the stage can use it, move on when it is
+    /// done.
+    fn explore(&mut self, view: &mut View, stage: Stage) -> anyhow::Result<bool> {
+        if self.launch(view)? {
+            return Ok(true);
+        }
+        let queued = view.count(stage, |s| s == TrialStatus::Queued);
+        let in_flight = view.count(stage, TrialStatus::in_flight);
+        let exhausted = view
+            .row
+            .exhausted
+            .get(stage.name())
+            .copied()
+            .unwrap_or(false);
+        let hold = if stage < Stage::Confirm {
+            self.confirm_hold(view)
+        } else {
+            0
+        };
+        let can_spend = self.affordable(view, hold) && !self.past_deadline(view);
+        let left = view.left(stage);
+        // Ask for more when nothing of this stage waits for a slot.
+        // Validate and combine ask once everything in flight is
+        // back; exploit asks when a slot is free, for a batch of
+        // `max_parallel` (the rest wait in the queue, so the
+        // generator is called about once per batch, not per trial).
+        let slots = view.row.spec.budget.max_parallel as usize;
+        let ready = match stage {
+            Stage::Exploit => view.in_flight() < slots,
+            _ => in_flight == 0,
+        };
+        let baseline_ready = stage != Stage::Combine || view.baseline().is_some();
+        if queued == 0 && left > 0 && !exhausted && can_spend && ready && baseline_ready {
+            let max = match stage {
+                Stage::Exploit => left.min(slots.max(1) as u32),
+                _ => left,
+            };
+            return self.propose(view, stage, max);
+        }
+        if queued == 0 && in_flight == 0 {
+            let next = match stage {
+                Stage::Validate => Stage::Combine,
+                Stage::Combine => Stage::Exploit,
+                _ => Stage::Confirm,
+            };
+            let why = if !can_spend {
+                "the exploration budget is spent".to_string()
+            } else if exhausted {
+                format!("the generator has nothing more for {}", stage.name())
+            } else {
+                format!("{} is done", stage.name())
+            };
+            if stage == Stage::Validate {
+                let judging = view.judging();
+                let promising = view
+                    .hypotheses
+                    .iter()
+                    .filter(|h| view.judge_with(&judging, h).2)
+                    .count();
+                let note = format!("{why}; {promising} promising change(s)");
+                self.stage_to(view, next, note)?;
+            } else {
+                self.stage_to(view, next, why)?;
+            }
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Confirm: choose the winner (once nothing that could still beat it
+    /// is pending), run it and the baseline with fresh seeds, finish.
+    fn confirm(&mut self, view: &mut View) -> anyhow::Result<bool> {
+        let id = view.row.id;
+        let a = allotment(&view.row.spec);
+        if self.launch(view)? {
+            return Ok(true);
+        }
+        let confirm_trials = view
+            .trials
+            .iter()
+            .filter(|t| t.stage == Stage::Confirm)
+            .count();
+        if confirm_trials == 0 {
+            // A branch waiting for a human may hold the winner:
+            // wait for its answer (or expiry) and its trials.
+            if view.in_flight() > 0
+                || view.trials.iter().any(|t| t.status == TrialStatus::Queued)
+                || self.branches_waiting(id)?
+            {
+                return Ok(false);
+            }
+            let Some((winner, s, effect)) = view.best() else {
+                self.finish_campaign(view, "nothing beat the baseline".into())?;
+                return Ok(true);
+            };
+            view.row.winner = Some(winner);
+            let reps = view.row.spec.budget.confirm_replicates;
+            if a.confirm == 0 || !self.affordable(view, 2 * reps - 1) {
+                let mut note = format!(
+                    "best: hypothesis {winner} (mean {:.6}, +{effect:.6} vs baseline); no budget left to confirm it with fresh seeds",
+                    s.mean
+                );
+                if a.confirm > 0 && view.row.spec.policy.ask_for_budget {
+                    match self.budget_request(id)? {
+                        None => return self.ask_for_budget(view, winner, 2 * reps),
+                        Some(r) if r.state == governance::ApprovalState::Pending => {
+                            return Ok(false);
+                        }
+                        Some(r) => {
+                            note = format!(
+                                "{note} (budget-increase request {} was {})",
+                                r.id,
+                                r.state.name()
+                            );
+                        }
+                    }
+                }
+                self.finish_campaign(view, note)?;
+                return Ok(true);
+            }
+            for r in 0..reps {
+                self.queue_trial(
+                    view,
+                    winner,
+                    Stage::Confirm,
+                    CONFIRM_SEED + r as u64,
+                    1,
+                    None,
+                )?;
+                self.queue_trial(view, 0, Stage::Confirm, CONFIRM_SEED + r as u64, 1, None)?;
+            }
+            self.say(Progress::Note {
+                campaign: id,
+                text: format!("confirming hypothesis {winner} against the baseline with {reps} fresh seeds each"),
+            });
+            return Ok(true);
+        }
+        let open = view.count(Stage::Confirm, |s| {
+            s == TrialStatus::Queued || s.in_flight()
+        });
+        if open == 0 {
+            self.finish_campaign(view, "confirmation done".into())?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// Marks a queued trial as never to run.
