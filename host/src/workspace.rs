@@ -226,6 +226,39 @@ pub fn inspect_strategies<'a>(
     Ok(out)
 }
 
+/// The titles of the hypotheses the generator would propose first: the
+/// same call the engine makes when the campaign starts validating (its
+/// context, its seed, the insight records it is shown), made now on the
+/// just-registered campaign. Empty when the generator cannot say.
+pub fn preview_slate(store: &Store, sandbox: &Sandbox, id: u64) -> anyhow::Result<Vec<String>> {
+    use crate::records::campaign::Stage;
+    use crate::strategy::{CallInput, CallOutput};
+    let view = crate::campaign::view::View::load(store, id)?;
+    let spec = &view.row.spec;
+    let Ok(generator) = sandbox.load(&spec.strategies.generator, &spec.strategies.grants) else {
+        return Ok(Vec::new());
+    };
+    let left = view.left(Stage::Validate);
+    let mut data = view.strategy_data();
+    if spec.strategies.grants.insights {
+        data.insights = crate::insights::served(store, spec, Some(id))?;
+    }
+    let (record, _) = sandbox.call(
+        &generator,
+        CallInput::Propose {
+            context: view.context(Stage::Validate, 0, left),
+            max: left,
+        },
+        std::sync::Arc::new(data),
+        Default::default(),
+        &spec.strategies.limits,
+    );
+    Ok(match record.outcome {
+        Ok(CallOutput::Hypotheses(h)) => h.into_iter().map(|h| h.title).collect(),
+        _ => Vec::new(),
+    })
+}
+
 /// What a driver keeps across passes: loaded strategies, and campaign
 /// views (valid while nobody else committed).
 #[derive(Default)]

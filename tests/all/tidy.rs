@@ -297,7 +297,6 @@ const MAX_FN_LINES: usize = 150;
 /// shrink but not grow, and leaves this list when it is under the limit
 /// (the test says so). `path` for a file, `path:fn name` for a function.
 const OVER_THE_LIMIT: &[(&str, usize)] = &[
-    ("cli/campaign.rs", 946),
     ("jobs/supervisor.rs:fn run_job", 185),
     ("spec/mod.rs", 1422),
     ("spec/mod.rs:fn parse", 527),

@@ -14,7 +14,7 @@ use crate::records::campaign::{
 use crate::spec::Campaign;
 use crate::store::Store;
 use crate::strategy::data::StaticData;
-use crate::strategy::{Estimate, HypothesisSummary, TrialSummary};
+use crate::strategy::{Context, Estimate, HypothesisSummary, Objective, TrialSummary};
 
 /// Trial allotments per stage, from `max_trials` and the phase split.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -297,4 +297,47 @@ impl View {
         }
         best
     }
+}
+
+impl View {
+    pub fn context(&self, stage: Stage, round: u32, left: u32) -> Context {
+        let view = self;
+        let spec = &view.row.spec;
+        Context {
+            campaign: spec.name.clone(),
+            tags: spec.tags.clone(),
+            objective: Objective {
+                metric: spec.objective.metric.clone(),
+                direction: spec.objective.direction,
+            },
+            knobs: spec.knobs.clone(),
+            phase: stage.phase(),
+            baseline: view.baseline().map(|s| Estimate {
+                mean: s.mean,
+                sd: s.sd,
+                n: s.n,
+            }),
+            noise: view.sigma(),
+            // The campaign's salt is 0 unless its file sets [strategies] seed.
+            seed: mix(
+                view.row.id ^ spec.strategies.seed.wrapping_mul(0x9E37_79B9),
+                u64::from(round) << 8 | stage as u64,
+            ),
+            round,
+            trials_done: view
+                .trials
+                .iter()
+                .filter(|t| matches!(t.status, TrialStatus::Succeeded | TrialStatus::Failed))
+                .count() as u32,
+            trials_left: left,
+        }
+    }
+}
+
+/// Mixes two numbers into a well-spread seed (SplitMix64's finalizer).
+fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_add(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }

@@ -16,8 +16,7 @@ use crate::records::campaign::{CampaignRow, CampaignState, EventBody, TrialStatu
 use crate::sandbox::Sandbox;
 use crate::spec::{self, Campaign};
 use crate::store::{Store, now_ms};
-use crate::strategy::data::StaticData;
-use crate::strategy::{CallInput, CallOutput, Phase, render_value};
+use crate::strategy::render_value;
 use crate::workspace::{self, RunMode, Workspace};
 
 /// Exit code: the campaign halted or was cancelled, or an operation failed.
@@ -434,48 +433,17 @@ pub fn plan(
     let spec = load_campaign_file(file)?;
     let sandbox = workspace::new_sandbox()?;
     let preflight_lines = preflight(&spec, &sandbox)?;
-    // Preview the validation slate: the same call the engine makes first,
-    // shown the same insight records.
-    let insights = if spec.strategies.grants.insights {
-        let store = ws.open_store(Duration::from_secs(30))?;
-        crate::insights::served(&store, &spec, None)?
-    } else {
-        Vec::new()
-    };
-    let slate = preview_slate(&spec, &sandbox, insights);
     let policy = ws.policy()?;
     let store = ws.open_store(Duration::from_secs(30))?;
-    let by = Identity::current();
-    // Registration and an approval on the spot (by policy, or the
-    // operator's --yes where the policy lets them) are one transaction.
-    let mut refused = None;
-    let (id, request) = store.write(|tx| {
-        let now = now_ms();
-        let (row, request) =
-            governance::register(tx, &spec, &file.display().to_string(), &by.name(), now)?;
-        let decision = |by, note: String| governance::Decision {
-            id: request.id,
-            approve: true,
-            by,
-            note,
-            expect_hash: None,
-            now,
-        };
-        if let Some(note) = governance::auto_approves(&policy, &request, &row) {
-            governance::settle_in(tx, decision(&Identity::Policy, note), &policy)?;
-        } else if yes
-            && let Err(e) = governance::settle_in(
-                tx,
-                decision(&by, "approved on the command line (--yes)".into()),
-                &policy,
-            )
-        {
-            refused = Some(e);
-        }
-        Ok((row.id, request))
-    })?;
-    let row = store.campaign(id)?.context("campaign vanished")?;
+    let label = file.display().to_string();
+    let registered =
+        governance::register_plan(&store, &spec, &label, &Identity::current(), &policy, yes)?;
+    let (row, request) = (&registered.row, &registered.request);
+    let id = row.id;
+    // The validation slate: the call the engine will make first.
+    let slate = workspace::preview_slate(&store, &sandbox, id)?;
     if json {
+        let a = allotment(&row.spec);
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
@@ -483,28 +451,28 @@ pub fn plan(
                 "state": row.state.name(),
                 "name": row.spec.name,
                 "allotment": {
-                    "baseline": allotment(&row.spec).baseline,
-                    "validate": allotment(&row.spec).validate,
-                    "combine": allotment(&row.spec).combine,
-                    "exploit": allotment(&row.spec).exploit,
-                    "confirm": allotment(&row.spec).confirm,
+                    "baseline": a.baseline,
+                    "validate": a.validate,
+                    "combine": a.combine,
+                    "exploit": a.exploit,
+                    "confirm": a.confirm,
                 },
                 "cpu_hours_per_trial": row.spec.cpu_reservation(),
                 "gpu_hours_per_trial": row.spec.gpu_reservation(),
                 "slate": slate,
                 "preflight": preflight_lines,
-                "approval": store.approval(request.id)?.map(|a| governance::approval_json(&a)),
+                "approval": governance::approval_json(request),
             }))?
         );
     } else {
-        print_plan(&row, &preflight_lines, &slate);
+        print_plan(row, &preflight_lines, &slate);
         match row.state {
             CampaignState::Running => println!(
                 "approved by {}; start it with `reagent run {id}` (or `reagent run {id} --detach`)",
                 row.approved.as_ref().map_or("?", |a| a.by.as_str())
             ),
             _ => {
-                if let Some(e) = &refused {
+                if let Some(e) = &registered.refused {
                     println!("--yes was refused: {e:#}");
                 }
                 println!(
@@ -516,56 +484,13 @@ pub fn plan(
             }
         }
     }
-    if let Some(e) = refused {
+    let state = row.state;
+    if let Some(e) = registered.refused {
         return Err(e.context(format!(
             "campaign {id} is registered and awaits another approver"
         )));
     }
-    Ok((id, row.state))
-}
-
-fn preview_slate(
-    spec: &Campaign,
-    sandbox: &Sandbox,
-    insights: Vec<crate::strategy::Insight>,
-) -> Vec<String> {
-    let Ok(generator) = sandbox.load(&spec.strategies.generator, &spec.strategies.grants) else {
-        return Vec::new();
-    };
-    let a = allotment(spec);
-    let ctx = crate::strategy::Context {
-        campaign: spec.name.clone(),
-        tags: spec.tags.clone(),
-        objective: crate::strategy::Objective {
-            metric: spec.objective.metric.clone(),
-            direction: spec.objective.direction,
-        },
-        knobs: spec.knobs.clone(),
-        phase: Phase::Validate,
-        baseline: None,
-        noise: None,
-        seed: 0,
-        round: 0,
-        trials_done: 0,
-        trials_left: a.validate,
-    };
-    let (record, _) = sandbox.call(
-        &generator,
-        CallInput::Propose {
-            context: ctx,
-            max: a.validate,
-        },
-        std::sync::Arc::new(StaticData {
-            insights,
-            ..StaticData::default()
-        }),
-        Default::default(),
-        &spec.strategies.limits,
-    );
-    match record.outcome {
-        Ok(CallOutput::Hypotheses(h)) => h.into_iter().map(|h| h.title).collect(),
-        _ => Vec::new(),
-    }
+    Ok((id, state))
 }
 
 /// Records the operator's approval of campaign `id`'s plan.

@@ -721,6 +721,65 @@ pub fn auto_approves(
     })
 }
 
+/// A campaign registered by `reagent plan`, and its plan request as it
+/// stands after the policy (and the operator's `--yes`) had their say.
+#[derive(Debug)]
+pub struct Registered {
+    pub row: CampaignRow,
+    pub request: ApprovalRow,
+    /// Why the operator's `--yes` was refused by the policy, if it was.
+    pub refused: Option<anyhow::Error>,
+}
+
+/// Registers `spec` (read from `label`) with its plan request, and in the
+/// same transaction approves it when the policy auto-approves it, or, with
+/// `yes`, as `by` where the policy lets them.
+pub fn register_plan(
+    store: &Store,
+    spec: &Campaign,
+    label: &str,
+    by: &Identity,
+    policy: &policy::Policy,
+    yes: bool,
+) -> anyhow::Result<Registered> {
+    let mut refused = None;
+    let (id, request_id) = store.write(|tx| {
+        let now = crate::time::now_ms();
+        let (row, request) = register(tx, spec, label, &by.name(), now)?;
+        let decision = |by, note: String| Decision {
+            id: request.id,
+            approve: true,
+            by,
+            note,
+            expect_hash: None,
+            now,
+        };
+        if let Some(note) = auto_approves(policy, &request, &row) {
+            settle_in(tx, decision(&Identity::Policy, note), policy)?;
+        } else if yes
+            && let Err(e) = settle_in(
+                tx,
+                decision(by, "approved on the command line (--yes)".into()),
+                policy,
+            )
+        {
+            refused = Some(e);
+        }
+        Ok((row.id, request.id))
+    })?;
+    let row = store
+        .campaign(id)?
+        .ok_or_else(|| anyhow::anyhow!("campaign {id} vanished after registration"))?;
+    let request = store
+        .approval(request_id)?
+        .ok_or_else(|| anyhow::anyhow!("approval request {request_id} vanished"))?;
+    Ok(Registered {
+        row,
+        request,
+        refused,
+    })
+}
+
 pub use crate::time::utc;
 
 #[cfg(test)]

@@ -32,8 +32,8 @@ use crate::spec::{self, Campaign};
 use crate::store::{Store, Tx, now_ms};
 use crate::strategy::record::CallRecord;
 use crate::strategy::{
-    Action, Assignment, CallInput, CallOutput, Context, Estimate, FailureClass, FailureReport,
-    Hypothesis, Objective, StrategySource, Value, render_value, validate,
+    Action, Assignment, CallInput, CallOutput, FailureClass, FailureReport, Hypothesis,
+    StrategySource, Value, render_value, validate,
 };
 use sha2::Digest as _;
 
@@ -163,13 +163,6 @@ pub fn render_arg(arg: &str, values: &BTreeMap<String, String>) -> String {
         }
     }
     out
-}
-
-fn mix(a: u64, b: u64) -> u64 {
-    let mut z = a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_add(0xD1B5_4A32_D192_ED03);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 impl<'a> Engine<'a> {

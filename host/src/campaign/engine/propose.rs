@@ -5,38 +5,6 @@
 use super::*;
 
 impl Engine<'_> {
-    pub(super) fn context(&self, view: &View, stage: Stage, round: u32, left: u32) -> Context {
-        let spec = &view.row.spec;
-        Context {
-            campaign: spec.name.clone(),
-            tags: spec.tags.clone(),
-            objective: Objective {
-                metric: spec.objective.metric.clone(),
-                direction: spec.objective.direction,
-            },
-            knobs: spec.knobs.clone(),
-            phase: stage.phase(),
-            baseline: view.baseline().map(|s| Estimate {
-                mean: s.mean,
-                sd: s.sd,
-                n: s.n,
-            }),
-            noise: view.sigma(),
-            // The campaign's salt is 0 unless its file sets [strategies] seed.
-            seed: mix(
-                view.row.id ^ spec.strategies.seed.wrapping_mul(0x9E37_79B9),
-                u64::from(round) << 8 | stage as u64,
-            ),
-            round,
-            trials_done: view
-                .trials
-                .iter()
-                .filter(|t| matches!(t.status, TrialStatus::Succeeded | TrialStatus::Failed))
-                .count() as u32,
-            trials_left: left,
-        }
-    }
-
     /// Counts the call's language-model tokens and tells the operator.
     pub(super) fn note_llm(&mut self, view: &mut View, record: &CallRecord) {
         let used = llm::usage(record);
@@ -112,7 +80,7 @@ impl Engine<'_> {
             }
         };
         let round = view.row.generator_calls;
-        let ctx = self.context(view, stage, round, view.left(stage));
+        let ctx = view.context(stage, round, view.left(stage));
         let mut data = view.strategy_data();
         if spec.strategies.grants.insights {
             // Other campaigns' records that apply to this one.

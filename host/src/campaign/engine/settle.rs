@@ -209,8 +209,7 @@ impl Engine<'_> {
         view.row.debugger_calls += 1;
         let (diagnosis, record) = match debugger {
             Ok(d) => {
-                let ctx = self.context(
-                    view,
+                let ctx = view.context(
                     trial.stage.min(Stage::Exploit),
                     round,
                     view.left(trial.stage),
