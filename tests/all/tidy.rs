@@ -392,3 +392,88 @@ fn check(
 thread_local! {
     static SEEN: std::cell::RefCell<BTreeSet<String>> = const { std::cell::RefCell::new(BTreeSet::new()) };
 }
+
+/// Each interface and world of `wit/strategy.wit` as released, by name:
+/// its text without comments and with whitespace collapsed, hashed.
+fn wit_items() -> BTreeMap<String, String> {
+    use sha2::Digest as _;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/strategy.wit");
+    let text = std::fs::read_to_string(path).unwrap();
+    let code: Vec<&str> = text
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect();
+    let code = code.join("\n");
+    let mut items = BTreeMap::new();
+    let mut rest = code.as_str();
+    while let Some(start) = ["interface ", "world "]
+        .iter()
+        .filter_map(|k| rest.find(k).map(|i| (i, *k)))
+        .min()
+    {
+        let (i, keyword) = start;
+        let after = &rest[i..];
+        let name: String = after[keyword.len()..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '-')
+            .collect();
+        // The item runs to the brace that closes its first one.
+        let open = after.find('{').unwrap();
+        let mut depth = 0;
+        let mut end = open;
+        for (j, c) in after[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = open + j + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let body: String = after[..end]
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        items.insert(
+            format!("{} {name}", keyword.trim()),
+            hex::encode(sha2::Sha256::digest(body.as_bytes()))[..16].to_string(),
+        );
+        rest = &after[end..];
+    }
+    items
+}
+
+/// `reagent:strategy@0.1.0` as released: a changed interface or world
+/// breaks components built against it. Add new interfaces, worlds or
+/// functions under a new package version instead (and add them here).
+const RELEASED_WIT: &[(&str, &str)] = &[
+    ("interface types", "816c9eccb95e35f2"),
+    ("interface log", "5e82a6cd8c25ab6a"),
+    ("interface history", "0bee80a11b335192"),
+    ("interface insights", "331cb72ea0e004fa"),
+    ("interface memory", "be8a178f0a523269"),
+    ("interface llm", "87eb641e1627a580"),
+    ("world generator", "3a72f62653beff8e"),
+    ("world llm-client", "f8ce55d7cbcc72ea"),
+    ("world debugger", "e4f78d194a10684e"),
+];
+
+#[test]
+fn released_wit_interfaces_are_unchanged() {
+    let now = wit_items();
+    let mut problems = Vec::new();
+    for (name, hash) in RELEASED_WIT {
+        match now.get(*name) {
+            None => problems.push(format!("{name} was released and is gone")),
+            Some(h) if h != hash => problems.push(format!(
+                "{name} changed (hash {h}, released {hash}): a released interface is never edited; add what you need under a new version"
+            )),
+            Some(_) => {}
+        }
+    }
+    assert!(problems.is_empty(), "{}\nnow: {now:?}", problems.join("\n"));
+}
