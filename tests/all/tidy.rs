@@ -301,8 +301,6 @@ const OVER_THE_LIMIT: &[(&str, usize)] = &[
     ("campaign/engine/propose.rs:fn propose", 196),
     ("campaign/engine/settle.rs:fn diagnose", 299),
     ("cli/campaign.rs", 946),
-    ("spec/mod.rs", 1422),
-    ("spec/mod.rs:fn parse", 527),
 ];
 
 #[test]
