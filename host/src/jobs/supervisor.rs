@@ -272,16 +272,51 @@ fn run_job(
             ..ExitRecord::default()
         });
     }
+    let job = match start_job(dir, spec, stdout, stderr, notes)? {
+        Ok(job) => job,
+        Err(record) => return Ok(record),
+    };
+    let (status, usage, reason) = watch_job(dir, spec, &job, notes, stop)?;
+    let wall_secs = job.started.elapsed().as_secs_f64();
+    if reason.is_none() && stop.load(Ordering::SeqCst) {
+        // The canceller signalled the group too, and it ended first.
+        note(notes, "cancelled");
+    }
+    // Whatever the job left behind goes with it: its group, and (as the
+    // subreaper) every descendant, wherever it moved.
+    if !kill_job(job.pid, job.whole_tree) {
+        note(notes, "some of the job's processes could not be stopped");
+    }
+    Ok(exit_record(status, &usage, wall_secs, reason))
+}
+
+/// A job that started: its main process, whether the supervisor is the
+/// subreaper of its whole tree, and when it was spawned.
+struct Running {
+    pid: i32,
+    whole_tree: bool,
+    started: Instant,
+}
+
+/// Confines and spawns the job's command and records its pid; the exit
+/// record instead when it cannot start (the reason is noted).
+fn start_job(
+    dir: &Path,
+    spec: &JobSpec,
+    stdout: File,
+    stderr: File,
+    notes: &mut File,
+) -> anyhow::Result<Result<Running, ExitRecord>> {
     let Some((program, args)) = spec.argv.split_first() else {
         note(notes, "cannot start the job: its command is empty");
-        return Ok(cannot_start(0.0));
+        return Ok(Err(cannot_start(0.0)));
     };
     if !spec.workdir.is_dir() {
         note(
             notes,
             &format!("cannot start `{program}`: its working directory does not exist"),
         );
-        return Ok(cannot_start(0.0));
+        return Ok(Err(cannot_start(0.0)));
     }
     let own = [dir.join(OUT_DIR), dir.join(TMP_DIR)];
     let confinement = match confine::build(
@@ -303,7 +338,7 @@ fn run_job(
         }
         Err(why) => {
             note(notes, &confine::refusal(&why));
-            return Ok(cannot_start(0.0));
+            return Ok(Err(cannot_start(0.0)));
         }
     };
     // Only a supervisor process makes itself the subreaper and waits for
@@ -335,7 +370,7 @@ fn run_job(
         Ok(c) => c,
         Err(e) => {
             note(notes, &format!("cannot start `{program}`: {e}"));
-            return Ok(cannot_start(started.elapsed().as_secs_f64()));
+            return Ok(Err(cannot_start(started.elapsed().as_secs_f64())));
         }
     };
     let pid = i32::try_from(child.id()).context("job pid out of range")?;
@@ -346,7 +381,29 @@ fn run_job(
         note(notes, &format!("stopping the job: {e:#}"));
         signal_job(pid, whole_tree, libc::SIGKILL);
     }
+    Ok(Ok(Running {
+        pid,
+        whole_tree,
+        started,
+    }))
+}
 
+/// Watches the job until its main process ends, stopping it (SIGTERM, then
+/// SIGKILL after [`KILL_GRACE`]) when it is cancelled, reaches its time or
+/// memory limit, or its metrics diverge. Its wait status, resource usage
+/// and why it was stopped, if it was.
+fn watch_job(
+    dir: &Path,
+    spec: &JobSpec,
+    job: &Running,
+    notes: &mut File,
+    stop: &AtomicBool,
+) -> anyhow::Result<(libc::c_int, libc::rusage, Option<StopReason>)> {
+    let Running {
+        pid,
+        whole_tree,
+        started,
+    } = *job;
     // No limit if it is not a positive, representable number of seconds.
     let limit = Duration::try_from_secs_f64(spec.time_limit_secs)
         .ok()
@@ -359,9 +416,9 @@ fn run_job(
     // Wake as soon as the job ends, not at the next poll: a short job's
     // result reaches the host tens of milliseconds sooner.
     let exited = sys::exit_watch(pid);
-    let (status, usage) = loop {
-        if let Some(done) = sys::try_reap(pid).context("waiting for the job")? {
-            break done;
+    loop {
+        if let Some((status, usage)) = sys::try_reap(pid).context("waiting for the job")? {
+            return Ok((status, usage, reason));
         }
         let now = Instant::now();
         let mut new_reason = None;
@@ -415,17 +472,17 @@ fn run_job(
             kill_at = None;
         }
         sys::wait_exit(exited.as_ref(), POLL_INTERVAL);
-    };
-    let wall_secs = started.elapsed().as_secs_f64();
-    if reason.is_none() && stop.load(Ordering::SeqCst) {
-        // The canceller signalled the group too, and it ended first.
-        note(notes, "cancelled");
     }
-    // Whatever the job left behind goes with it: its group, and (as the
-    // subreaper) every descendant, wherever it moved.
-    if !kill_job(pid, whole_tree) {
-        note(notes, "some of the job's processes could not be stopped");
-    }
+}
+
+/// The exit record of a job that ran: how it ended (wait `status`), its
+/// CPU time (`usage`), and what the supervisor stopped it for.
+fn exit_record(
+    status: libc::c_int,
+    usage: &libc::rusage,
+    wall_secs: f64,
+    reason: Option<StopReason>,
+) -> ExitRecord {
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     let mut record = ExitRecord {
         exit_code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
@@ -440,7 +497,7 @@ fn run_job(
         Some(StopReason::Diverged(why)) => record.stopped_early = Some(why),
         Some(StopReason::Cancelled) | None => {}
     }
-    Ok(record)
+    record
 }
 
 /// Spawns, retrying a few times on ETXTBSY (an executable that some process
