@@ -7,6 +7,7 @@ pub mod campaign;
 pub mod capabilities;
 pub mod cli;
 pub mod contract;
+pub mod files;
 pub mod governance;
 pub mod insights;
 pub mod jobs;

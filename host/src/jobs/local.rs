@@ -27,15 +27,14 @@
 //! | `out/`            | job         | `$REAGENT_JOB_DIR`: the job's own files, among them `metrics.jsonl` (`$REAGENT_METRICS`) |
 //! | `tmp/`            | job         | `$TMPDIR`, removed when the job ends |
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -579,47 +578,7 @@ pub(crate) fn check_file_name(name: &str, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes a file durably and atomically: temp file, fsync, rename, fsync the
-/// folder.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    write_file(path, bytes, true)
-}
-
-/// Writes a file atomically (temp file, rename), without fsync.
-pub(crate) fn write_replace(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    write_file(path, bytes, false)
-}
-
-fn write_file(path: &Path, bytes: &[u8], durable: bool) -> anyhow::Result<()> {
-    let dir = path.parent().context("a file path without a folder")?;
-    let name = path.file_name().context("a file path without a name")?;
-    let mut tmp_name = OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tmp = dir.join(tmp_name);
-    let result = (|| -> io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        if durable {
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, path)?;
-        if durable {
-            File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing {}", path.display()))
-}
+pub(crate) use crate::files::{write_atomic, write_replace};
 
 /// A pid from a pid file; never 0, 1 or negative (kill would mean
 /// something else entirely).

@@ -233,15 +233,41 @@ pub fn inert_in_code(value: &str) -> bool {
 
 /// Placeholders `{name}` in a command argument (`{{` and `}}` escape braces).
 pub fn placeholders(arg: &str) -> Result<Vec<String>, String> {
+    Ok(template(arg)?
+        .into_iter()
+        .filter_map(|piece| match piece {
+            Piece::Placeholder(name) => Some(name),
+            Piece::Text(_) => None,
+        })
+        .collect())
+}
+
+/// One piece of a command-template argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// Literal text (`{{` and `}}` already read as one brace).
+    Text(String),
+    /// `{name}`.
+    Placeholder(String),
+}
+
+/// An argument of the command template in pieces: literal text and
+/// `{placeholder}`s, with `{{`/`}}` as literal braces. The one reader of
+/// the template syntax: `placeholders` checks with it, the engine renders
+/// with it.
+pub fn template(arg: &str) -> Result<Vec<Piece>, String> {
     let mut out = Vec::new();
+    let mut text = String::new();
     let mut chars = arg.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '{' if chars.peek() == Some(&'{') => {
                 chars.next();
+                text.push('{');
             }
             '}' if chars.peek() == Some(&'}') => {
                 chars.next();
+                text.push('}');
             }
             '{' => {
                 let mut name = String::new();
@@ -252,15 +278,21 @@ pub fn placeholders(arg: &str) -> Result<Vec<String>, String> {
                         None => return Err(format!("unclosed `{{` in {arg:?}")),
                     }
                 }
-                out.push(name);
+                if !text.is_empty() {
+                    out.push(Piece::Text(std::mem::take(&mut text)));
+                }
+                out.push(Piece::Placeholder(name));
             }
             '}' => {
                 return Err(format!(
                     "unmatched `}}` in {arg:?} (write `}}}}` for a literal brace)"
                 ));
             }
-            _ => {}
+            c => text.push(c),
         }
+    }
+    if !text.is_empty() {
+        out.push(Piece::Text(text));
     }
     Ok(out)
 }

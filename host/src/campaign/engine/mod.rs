@@ -137,32 +137,18 @@ pub fn full_config(spec: &Campaign, changes: &[Assignment]) -> Vec<(String, Valu
 
 /// Substitutes `{knob}`, `{seed}` and `{trial}` in one argument.
 pub fn render_arg(arg: &str, values: &BTreeMap<String, String>) -> String {
-    let mut out = String::new();
-    let mut chars = arg.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '{' if chars.peek() == Some(&'{') => {
-                chars.next();
-                out.push('{');
-            }
-            '}' if chars.peek() == Some(&'}') => {
-                chars.next();
-                out.push('}');
-            }
-            '{' => {
-                let mut name = String::new();
-                for c in chars.by_ref() {
-                    if c == '}' {
-                        break;
-                    }
-                    name.push(c);
-                }
-                out.push_str(values.get(&name).map_or("", String::as_str));
-            }
-            c => out.push(c),
-        }
-    }
-    out
+    // Templates are checked when the campaign file is read; an argument
+    // that no longer parses is passed as it is.
+    let Ok(pieces) = spec::template(arg) else {
+        return arg.to_string();
+    };
+    pieces
+        .into_iter()
+        .map(|piece| match piece {
+            spec::Piece::Text(t) => t,
+            spec::Piece::Placeholder(name) => values.get(&name).cloned().unwrap_or_default(),
+        })
+        .collect()
 }
 
 impl<'a> Engine<'a> {

@@ -3,9 +3,9 @@
 //! real detached process: this test binary, re-run with a filter that picks
 //! [`supervisor_process_entry`] and the `__supervise DIR` arguments.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::PermissionsExt;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::json;
 
