@@ -15,6 +15,7 @@ mod hostile_cache;
 mod hostile_time;
 mod insights;
 mod llm;
+mod python;
 mod recording;
 mod researcher;
 mod slurm;
