@@ -852,4 +852,43 @@ mod build {
         leb128(body.len(), wasm);
         let _ = wasm.write_all(&body);
     }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_pinned_componentize_py_is_the_one_the_test_venv_installs() {
+            let pins = include_str!("../../../guest-sdk-py/requirements-dev.txt");
+            assert!(
+                pins.lines()
+                    .any(|l| l.trim() == format!("componentize-py=={COMPONENTIZE_PY}")),
+                "guest-sdk-py/requirements-dev.txt and COMPONENTIZE_PY disagree"
+            );
+        }
+
+        #[test]
+        fn the_build_key_changes_with_any_source_byte_and_with_the_worlds() {
+            let mut sources = BTreeMap::new();
+            sources.insert("app.py".to_string(), b"x = 1\n".to_vec());
+            let generator = vec!["generator".to_string()];
+            let key = build_key(&generator, "app", &sources);
+            assert_eq!(key, build_key(&generator, "app", &sources));
+            let with_llm = vec!["generator".to_string(), "llm-client".to_string()];
+            assert_ne!(key, build_key(&with_llm, "app", &sources));
+            assert_ne!(key, build_key(&generator, "main", &sources));
+            sources.insert("app.py".to_string(), b"x = 2\n".to_vec());
+            assert_ne!(key, build_key(&generator, "app", &sources));
+        }
+
+        #[test]
+        fn the_sdk_version_section_is_a_well_formed_custom_section() {
+            let mut wasm = b"\0asm\x0d\0\x01\0".to_vec();
+            append_custom_section(&mut wasm, "reagent-sdk-version", b"0.1.0 (python)");
+            assert_eq!(
+                crate::sandbox::surface::sdk_version(&wasm).as_deref(),
+                Some("0.1.0 (python)")
+            );
+        }
+    }
 }
