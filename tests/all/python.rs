@@ -464,3 +464,42 @@ fn the_host_survives_every_python_attack_and_still_serves_good_strategies() {
         assert!(hypotheses(&r) > 0, "{good}");
     }
 }
+
+#[test]
+fn a_python_strategy_needs_exactly_the_instances_and_memory_limits_rs_says() {
+    use reagent::sandbox::limits::{PYTHON_MIN_INSTANCES, PYTHON_MIN_MEMORY_BYTES};
+    let Some(g) = guests() else { return };
+    let run = |limits: Limits| {
+        propose(
+            &source(&g.evolve),
+            context("limits", Phase::Validate, 1),
+            4,
+            &limits,
+        )
+    };
+    let at_floor = run(Limits {
+        max_instances: PYTHON_MIN_INSTANCES,
+        memory_bytes: PYTHON_MIN_MEMORY_BYTES,
+        ..Limits::default()
+    });
+    assert!(hypotheses(&at_floor) > 0);
+    let fewer = run(Limits {
+        max_instances: PYTHON_MIN_INSTANCES - 1,
+        ..Limits::default()
+    });
+    assert_eq!(
+        fewer.outcome,
+        Err(CallError::InstanceLimit {
+            limit: u64::from(PYTHON_MIN_INSTANCES - 1)
+        })
+    );
+    let less = run(Limits {
+        memory_bytes: PYTHON_MIN_MEMORY_BYTES - (4 << 20),
+        ..Limits::default()
+    });
+    assert!(
+        matches!(less.outcome, Err(CallError::MemoryLimit { .. })),
+        "{:?}",
+        less.outcome
+    );
+}
