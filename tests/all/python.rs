@@ -194,6 +194,44 @@ fn a_scaffolded_python_generator_builds_and_proposes_in_every_phase() {
     }
 }
 
+/// `strategy build` on a Rust crate (here with the Rust tests' shared
+/// target dir, so wit-bindgen is not rebuilt): the same command for both
+/// languages.
+#[test]
+fn strategy_build_builds_a_scaffolded_rust_crate_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = reagent_in(tmp.path(), &["strategy", "new", "rusty"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let target = repo().join("target/guests");
+    let o = Command::new(env!("CARGO_BIN_EXE_reagent"))
+        .args(["strategy", "build", "rusty"])
+        .env("CARGO_TARGET_DIR", &target)
+        .env("REAGENT_CACHE_DIR", cache_dir())
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let wasm = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+    assert_eq!(wasm, target.join("wasm32-wasip2/release/rusty.wasm"));
+    let input = repo().join("examples/strategy-inputs/propose.json");
+    let o = reagent_in(
+        tmp.path(),
+        &[
+            "strategy",
+            "try",
+            wasm.to_str().unwrap(),
+            "--call",
+            "propose",
+            "--input",
+            input.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("hypotheses"), "{}", text(&o));
+}
+
 #[test]
 fn building_again_with_unchanged_sources_gives_the_same_component() {
     let Some(g) = guests() else { return };

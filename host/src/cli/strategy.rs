@@ -493,8 +493,13 @@ mod build {
                 "cargo build failed ({status}); if it says the wasm32-wasip2 target is missing, run `rustup target add wasm32-wasip2`"
             );
         }
-        let wasm = dir
-            .join("target/wasm32-wasip2/release")
+        // Where cargo put it: $CARGO_TARGET_DIR (relative to the crate) or
+        // the crate's own target/.
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(|t| dir.join(t))
+            .unwrap_or_else(|| dir.join("target"));
+        let wasm = target
+            .join("wasm32-wasip2/release")
             .join(format!("{}.wasm", name.replace('-', "_")));
         if !wasm.is_file() {
             bail!(
