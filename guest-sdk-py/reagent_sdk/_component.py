@@ -8,11 +8,28 @@ from __future__ import annotations
 from typing import List, Optional, Union
 
 import wit_world
+from componentize_py_types import Err
 from wit_world.imports import history as _history
 from wit_world.imports import log as _log
 from wit_world.imports import types as w
 
 from . import types as t
+
+# The world's optional interfaces, imported now (at build time, while
+# componentize-py snapshots the interpreter): a generator has insights and
+# memory, a debugger does not, and only a build with `llm = true` has llm.
+try:
+    from wit_world.imports import insights as _insights
+except ImportError:  # the debugger world
+    _insights = None
+try:
+    from wit_world.imports import memory as _memory
+except ImportError:  # the debugger world
+    _memory = None
+try:
+    from wit_world.imports import llm as _llm
+except ImportError:  # built without `llm = true`
+    _llm = None
 
 # --- from the host --------------------------------------------------------
 
@@ -203,8 +220,6 @@ class _Host:
         return [(step, value) for step, value in _history.curve(trial, metric)]
 
     def insights_page(self, query: t.InsightQuery, cursor: int, limit: int):
-        from wit_world.imports import insights as _insights
-
         if isinstance(query, t.ByKnob):
             q = _insights.Query_ByKnob(query.knob)
         elif isinstance(query, t.ByTag):
@@ -219,14 +234,9 @@ class _Host:
         return [insight_in(i) for i in p.items], p.next
 
     def memory_get(self, key: str) -> Optional[bytes]:
-        from wit_world.imports import memory as _memory
-
         return _memory.get(key)
 
     def memory_set(self, key: str, value: bytes) -> Optional[str]:
-        from componentize_py_types import Err
-        from wit_world.imports import memory as _memory
-
         try:
             _memory.set(key, value)
         except Err as e:
@@ -234,25 +244,17 @@ class _Host:
         return None
 
     def memory_delete(self, key: str) -> None:
-        from wit_world.imports import memory as _memory
-
         _memory.delete(key)
 
     def memory_keys(self):
-        from wit_world.imports import memory as _memory
-
         return list(_memory.keys())
 
     def complete(self, messages, max_tokens: int) -> Union[t.Completion, str]:
-        try:
-            from wit_world.imports import llm as _llm
-        except ImportError:
+        if _llm is None:
             return (
                 "this strategy was built without the llm import; set `llm = true` under "
                 "[tool.reagent] in pyproject.toml and rebuild"
             )
-        from componentize_py_types import Err
-
         try:
             c = _llm.complete([_llm.Message(m.role, m.content) for m in messages], max_tokens)
         except Err as e:

@@ -453,6 +453,52 @@ fn python_cannot_connect_resolve_or_send_datagrams() {
     assert!(udp.recv(&mut [0u8; 64]).is_err(), "a datagram arrived");
 }
 
+/// Every import, called through the Python SDK inside a component, answers
+/// what the host was given (and `llm`, not granted, answers an error).
+#[test]
+fn every_import_reaches_python_through_the_sdk() {
+    let Some(g) = guests() else { return };
+    let data: reagent::strategy::data::StaticData = serde_json::from_value(serde_json::json!({
+        "trials": [{"id": 4, "hypothesis": 1, "phase": "Validate", "assignments": [],
+                    "seed": 1, "status": "Succeeded", "objective": 0.75,
+                    "objective_stderr": null, "failure": null}],
+        "curves": [{"trial": 4, "metric": "valid_ne", "points": [[1, 0.9], [2, 0.8]]}],
+        "insights": [{"assignments": [{"knob": "lr", "value": {"Float": 0.1}}],
+                      "campaign": "earlier", "tags": [], "metric": "valid_ne", "effect": 0.0125,
+                      "ci95_low": 0.01, "ci95_high": 0.015, "trials": 4,
+                      "cost_cpu_hours": 1.0, "failure": null}],
+    }))
+    .unwrap();
+    let mut ctx = context("py-imports", Phase::Validate, 1);
+    ctx.tags = vec!["attack:imports".into()];
+    let (r, memory) = crate::support::propose_with(
+        &source(&g.hostile),
+        ctx,
+        4,
+        &Limits::default(),
+        std::sync::Arc::new(data),
+    );
+    assert_eq!(hypotheses(&r), 1);
+    let got = got(&r);
+    let expected = [
+        "got: a debug line",
+        "got: a warn line",
+        "got: 1 trials, first objective 0.75",
+        "got: curve [(1, 0.9), (2, 0.8)]",
+        "got: 1 insight(s), effect 0.0125",
+        "got: memory b'v1' keys ['k']",
+        "got: the quota held",
+        "got: after delete None",
+    ];
+    assert_eq!(&got[..expected.len()], &expected, "{got:?}");
+    assert!(
+        got[expected.len()].starts_with("got: llm refused: "),
+        "{got:?}"
+    );
+    assert!(r.host_calls.len() >= 10, "every import answer is recorded");
+    assert!(memory.entries.is_empty(), "deleted: {:?}", memory.entries);
+}
+
 #[test]
 fn an_uncaught_python_exception_is_a_trap_with_the_traceback_kept() {
     let Some(r) = attack("raise", &Limits::default()) else {

@@ -563,22 +563,19 @@ mod build {
                     pyproject_path.display()
                 )
             })?;
-        let mut worlds = match tool.world.as_str() {
-            "generator" | "debugger" => vec![tool.world.clone()],
-            other => bail!(
+        let world = match (tool.world.as_str(), tool.llm) {
+            ("generator", false) => BuildWorld::Generator,
+            ("generator", true) => BuildWorld::GeneratorLlm,
+            ("debugger", false) => BuildWorld::Debugger,
+            ("debugger", true) => bail!(
+                "{}: llm = true is only for generators (the debugger world has no llm import)",
+                pyproject_path.display()
+            ),
+            (other, _) => bail!(
                 "{}: [tool.reagent] world = {other:?}; expected \"generator\" or \"debugger\"",
                 pyproject_path.display()
             ),
         };
-        if tool.llm {
-            if tool.world != "generator" {
-                bail!(
-                    "{}: llm = true is only for generators (the debugger world has no llm import)",
-                    pyproject_path.display()
-                );
-            }
-            worlds.push("llm-client".into());
-        }
         let module = tool.module;
         if module.is_empty()
             || !module
@@ -613,7 +610,7 @@ mod build {
                 sources.insert(path.to_string(), contents.as_bytes().to_vec());
             }
         }
-        let key = build_key(&worlds, &module, &sources);
+        let key = build_key(world, &module, &sources);
 
         let tools = python_dir()?;
         let builds = tools.join("builds");
@@ -626,10 +623,10 @@ mod build {
             let componentize = componentize_py(&tools)?;
             eprintln!(
                 "building {name} with componentize-py {COMPONENTIZE_PY} (world {}; this takes ~20 s)",
-                worlds.join(" + ")
+                world.describe()
             );
             let staging = builds.join(format!("{key}.staging-{}", std::process::id()));
-            let result = componentize_in(&staging, &componentize, &worlds, &module, &sources);
+            let result = componentize_in(&staging, &componentize, world, &module, &sources);
             let _ = std::fs::remove_dir_all(&staging);
             let wasm = result?;
             let tmp = builds.join(format!("{key}.wasm.tmp-{}", std::process::id()));
@@ -689,12 +686,58 @@ mod build {
         Ok(out)
     }
 
-    fn build_key(worlds: &[String], module: &str, sources: &BTreeMap<String, Vec<u8>>) -> String {
+    /// The world a Python strategy is built against.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum BuildWorld {
+        Generator,
+        /// `generator` and `llm-client` together. componentize-py 0.25.1
+        /// panics when given two `-w`, so the build writes a world that
+        /// includes both in a package of its own, next to a copy of the
+        /// contract (the released WIT is not touched).
+        GeneratorLlm,
+        Debugger,
+    }
+
+    impl BuildWorld {
+        fn describe(self) -> &'static str {
+            match self {
+                BuildWorld::Generator => "generator",
+                BuildWorld::GeneratorLlm => "generator + llm-client",
+                BuildWorld::Debugger => "debugger",
+            }
+        }
+
+        /// The `-w` argument and the WIT files (path, text) to hand
+        /// componentize-py.
+        fn wit(self) -> (&'static str, Vec<(&'static str, &'static str)>) {
+            match self {
+                BuildWorld::Generator => ("generator", vec![("strategy.wit", WIT)]),
+                BuildWorld::Debugger => ("debugger", vec![("strategy.wit", WIT)]),
+                BuildWorld::GeneratorLlm => (
+                    "generator-llm",
+                    vec![
+                        ("deps/strategy/strategy.wit", WIT),
+                        ("build.wit", GENERATOR_LLM_WIT),
+                    ],
+                ),
+            }
+        }
+    }
+
+    const GENERATOR_LLM_WIT: &str = "package reagent:python-build;\n\n\
+        world generator-llm {\n    \
+        include reagent:strategy/generator@0.1.0;\n    \
+        include reagent:strategy/llm-client@0.1.0;\n}\n";
+
+    fn build_key(world: BuildWorld, module: &str, sources: &BTreeMap<String, Vec<u8>>) -> String {
         let mut h = Sha256::new();
         h.update(format!("componentize-py {COMPONENTIZE_PY}\n"));
-        h.update(format!("worlds {}\nmodule {module}\n", worlds.join(",")));
-        h.update(format!("wit {}\n", WIT.len()));
-        h.update(WIT.as_bytes());
+        let (name, wit) = world.wit();
+        h.update(format!("world {name}\nmodule {module}\n"));
+        for (path, text) in wit {
+            h.update(format!("wit {path} {}\n", text.len()));
+            h.update(text.as_bytes());
+        }
         for (path, bytes) in sources {
             h.update(format!("file {path} {}\n", bytes.len()));
             h.update(bytes);
@@ -788,15 +831,19 @@ mod build {
     fn componentize_in(
         staging: &Path,
         componentize: &Path,
-        worlds: &[String],
+        world: BuildWorld,
         module: &str,
         sources: &BTreeMap<String, Vec<u8>>,
     ) -> anyhow::Result<Vec<u8>> {
         let _ = std::fs::remove_dir_all(staging);
         let app = staging.join("app");
         let wit = staging.join("wit");
-        std::fs::create_dir_all(&wit)?;
-        std::fs::write(wit.join("strategy.wit"), WIT)?;
+        let (world_name, wit_files) = world.wit();
+        for (path, text) in wit_files {
+            let full = wit.join(path);
+            std::fs::create_dir_all(full.parent().expect("a file in wit/"))?;
+            std::fs::write(full, text)?;
+        }
         for (path, bytes) in sources {
             let full = app.join(path);
             if let Some(parent) = full.parent() {
@@ -806,10 +853,8 @@ mod build {
         }
         let out = staging.join("component.wasm");
         let mut cmd = Command::new(componentize);
-        cmd.current_dir(staging).arg("-d").arg("wit");
-        for world in worlds {
-            cmd.arg("-w").arg(world);
-        }
+        cmd.current_dir(staging)
+            .args(["-d", "wit", "-w", world_name]);
         cmd.args(["componentize", module, "-p", "app", "-o", "component.wasm"])
             // Only the project's own files: no site-packages from a venv.
             .env_remove("VIRTUAL_ENV")
@@ -876,14 +921,14 @@ mod build {
         fn the_build_key_changes_with_any_source_byte_and_with_the_worlds() {
             let mut sources = BTreeMap::new();
             sources.insert("app.py".to_string(), b"x = 1\n".to_vec());
-            let generator = vec!["generator".to_string()];
-            let key = build_key(&generator, "app", &sources);
-            assert_eq!(key, build_key(&generator, "app", &sources));
-            let with_llm = vec!["generator".to_string(), "llm-client".to_string()];
-            assert_ne!(key, build_key(&with_llm, "app", &sources));
-            assert_ne!(key, build_key(&generator, "main", &sources));
+            let generator = BuildWorld::Generator;
+            let key = build_key(generator, "app", &sources);
+            assert_eq!(key, build_key(generator, "app", &sources));
+            assert_ne!(key, build_key(BuildWorld::GeneratorLlm, "app", &sources));
+            assert_ne!(key, build_key(BuildWorld::Debugger, "app", &sources));
+            assert_ne!(key, build_key(generator, "main", &sources));
             sources.insert("app.py".to_string(), b"x = 2\n".to_vec());
-            assert_ne!(key, build_key(&generator, "app", &sources));
+            assert_ne!(key, build_key(generator, "app", &sources));
         }
 
         #[test]

@@ -7,7 +7,20 @@ and proposes one valid hypothesis, so the test sees the call finish.
 import os
 import sys
 
-from reagent_sdk import Float, Generator, Hypothesis, export_generator, log
+from reagent_sdk import (
+    ByKnob,
+    Float,
+    Generator,
+    Hypothesis,
+    LlmError,
+    MemoryQuotaError,
+    export_generator,
+    history,
+    insights,
+    llm,
+    log,
+    memory,
+)
 
 
 def attack_loop(arg):
@@ -89,6 +102,35 @@ def attack_socket(arg):
         log.error("got: sent a datagram")
     except BaseException as e:  # noqa: BLE001
         log.info(f"got: udp: {type(e).__name__}: {e}")
+
+
+def attack_imports(arg):
+    """Not an attack: every import through the SDK inside a component, each
+    answer reported, so the test can compare them with what it passed."""
+    log.debug("got: a debug line")
+    log.warn("got: a warn line")
+    trials = history.trials()
+    log.info(f"got: {history.trial_count()} trials, first objective {trials[0].objective}")
+    log.info(f"got: curve {history.curve(trials[0].id, 'valid_ne')}")
+    found = insights.find(ByKnob("lr"))
+    log.info(f"got: {len(found)} insight(s), effect {found[0].effect if found else None}")
+    memory.set("k", b"v1")
+    log.info(f"got: memory {memory.get('k')!r} keys {memory.keys()}")
+    # Two values under the argument cap (1 MiB) that together pass the
+    # store's quota (1 MiB).
+    memory.set("a", b"x" * 600_000)
+    try:
+        memory.set("b", b"x" * 600_000)
+        log.error("got: stored past the quota")
+    except MemoryQuotaError:
+        log.info("got: the quota held")
+    memory.delete("a")
+    memory.delete("k")
+    log.info(f"got: after delete {memory.get('k')!r}")
+    try:
+        log.error(f"got: a completion {llm.complete([llm.message('user', 'hi')], 10)}")
+    except LlmError as e:
+        log.info(f"got: llm refused: {e}")
 
 
 def attack_raise(arg):
