@@ -194,6 +194,53 @@ fn a_scaffolded_python_generator_builds_and_proposes_in_every_phase() {
     }
 }
 
+#[test]
+fn a_scaffolded_python_debugger_builds_and_diagnoses() {
+    use reagent::strategy::data::{MemoryStore, StaticData};
+    use reagent::strategy::{Action, CallInput, Grants};
+    if guests().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let o = reagent_in(
+        tmp.path(),
+        &[
+            "strategy", "new", "doc", "--lang", "python", "--world", "debugger",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = reagent_in(tmp.path(), &["strategy", "build", "doc"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let wasm = tmp.path().join("doc/build/doc.wasm");
+    let sandbox = crate::support::sandbox();
+    let strategy = sandbox.load(&source(&wasm), &Grants::default()).unwrap();
+    assert_eq!(
+        strategy.info.world,
+        Some(reagent::strategy::World::Debugger)
+    );
+    for (tail, attempt, expected) in [
+        ("read: Connection reset by peer", 1, Action::Retry),
+        ("Segmentation fault", 1, Action::Escalate),
+    ] {
+        let mut failure = crate::support::failure(tail);
+        failure.attempt = attempt;
+        let (r, _) = sandbox.call(
+            &strategy,
+            CallInput::Diagnose {
+                context: context("doc", Phase::Validate, 1),
+                failure,
+            },
+            std::sync::Arc::new(StaticData::default()),
+            MemoryStore::default(),
+            &Limits::default(),
+        );
+        match r.outcome {
+            Ok(CallOutput::Diagnosis(d)) => assert_eq!(d.action, expected, "{tail}"),
+            other => panic!("{tail}: {other:?}"),
+        }
+    }
+}
+
 /// `strategy build` on a Rust crate (here with the Rust tests' shared
 /// target dir, so wit-bindgen is not rebuilt): the same command for both
 /// languages.
