@@ -603,6 +603,16 @@ mod build {
                     .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
             })
             .unwrap_or_else(|| "strategy".into());
+        if name.starts_with('.')
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            bail!(
+                "{}: project name {name:?} cannot name the output file; use letters, digits, `-`, `_` and `.`",
+                pyproject_path.display()
+            );
+        }
 
         let mut sources = python_sources(dir)?;
         if !sources.contains_key("reagent_sdk/__init__.py") {
