@@ -29,6 +29,22 @@ pub const HOST_CALL_OVERHEAD_BYTES: u64 = 64;
 /// so that a list of empty items is not free.
 pub const ITEM_OVERHEAD_BYTES: u64 = 32;
 
+/// Core instances (and memories, tables: one limit) a componentize-py
+/// 0.25.1 (Python) strategy needs: the interpreter, its libc, the WASI
+/// adapter and the bindings' glue are separate core modules, 14 in all,
+/// where a Rust strategy needs a few. The default `max_instances` (32)
+/// covers it; an operator lowering the limit below this refuses every
+/// Python strategy with `instance-limit`. Measured, and checked exactly by
+/// `tests/all/python.rs::a_python_strategy_needs_exactly_the_instances_and_memory_limits_rs_says`.
+pub const PYTHON_MIN_INSTANCES: u32 = 14;
+
+/// Linear memory a Python strategy needs before it does anything: the
+/// interpreter's heap as componentize-py snapshotted it, ~12.4 MiB (a Rust
+/// strategy starts at well under 1 MiB). The default `memory_bytes`
+/// (128 MiB) leaves a Python strategy ~115 MiB of its own. Checked by the
+/// same test.
+pub const PYTHON_MIN_MEMORY_BYTES: u64 = 16 << 20;
+
 /// Limits for one strategy call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -213,5 +229,18 @@ impl ResourceLimiter for CallLimiter {
 
     fn memories(&self) -> usize {
         self.instances
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_leave_room_for_a_python_strategy() {
+        let limits = Limits::default();
+        assert!(limits.max_instances >= PYTHON_MIN_INSTANCES);
+        assert!(limits.memory_bytes >= 4 * PYTHON_MIN_MEMORY_BYTES);
+        const { assert!(PYTHON_MIN_INSTANCES <= super::MAX_INSTANCES) };
     }
 }

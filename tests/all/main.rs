@@ -16,6 +16,7 @@ mod hostile_jobs;
 mod hostile_time;
 mod insights;
 mod llm;
+mod python;
 mod recording;
 mod researcher;
 mod slurm;

@@ -3,8 +3,17 @@
 //! Linked: `wasi:io/{error,poll,streams}`, `wasi:clocks/{wall-clock,
 //! monotonic-clock}`, `wasi:random/{random,insecure,insecure-seed}`,
 //! `wasi:cli/{environment,exit,stdin,stdout,stderr,terminal-*}`.
-//! Never linked: `wasi:filesystem/*`, `wasi:sockets/*`, `wasi:http/*` — a
-//! component importing them is refused at load (see `sandbox::imports`).
+//! Linked with nothing behind them (a componentize-py component's Python
+//! runtime imports them whether or not the strategy uses them; see
+//! [`add_inert_to_linker`]): `wasi:filesystem/{types,preopens}`,
+//! `wasi:sockets/{network,instance-network,tcp,tcp-create-socket,udp,
+//! udp-create-socket,ip-name-lookup}`. No preopened directory exists, so no
+//! file descriptor can ever be obtained; creating a TCP or UDP socket
+//! answers `access-denied` here, and name lookups are refused by the
+//! context (`allow_ip_name_lookup(false)`), so no socket resource can ever
+//! be created either.
+//! Never linked: `wasi:http/*` and anything else — a component importing
+//! them is refused at load (see `sandbox::surface`).
 //!
 //! The context grants nothing: no preopens, no env, no args, stdin closed;
 //! stdout/stderr go to capped in-memory buffers that become the strategy
@@ -75,7 +84,97 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     cli::terminal_stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
     cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
     cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    add_inert_to_linker(l)
+}
+
+/// The filesystem and socket interfaces, linked so that a component whose
+/// language runtime imports them (componentize-py's Python) can be
+/// instantiated, with nothing behind them. The only ways in — listing the
+/// preopened directories and creating a socket — are ours and hand out
+/// nothing; every other function of these interfaces is a method of a
+/// resource (a descriptor, a socket, a lookup stream) that a strategy can
+/// therefore never hold. `sockets/network`'s `network` resource exists but
+/// carries no capability: name lookup is refused by the context, and the
+/// sockets it would be passed to cannot be created.
+fn add_inert_to_linker(l: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    type T = CallState;
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
+    use wasmtime_wasi::p2::bindings::{filesystem, sockets};
+    use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView as _};
+    filesystem::preopens::add_to_linker::<T, NoAccess>(l, |t| Nothing(&mut t.table))?;
+    p2::filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+    sockets::tcp_create_socket::add_to_linker::<T, NoAccess>(l, |t| Nothing(&mut t.table))?;
+    p2::sockets::udp_create_socket::add_to_linker::<T, NoAccess>(l, |t| Nothing(&mut t.table))?;
+    sockets::instance_network::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+    sockets::network::add_to_linker::<T, WasiSockets>(l, &Default::default(), T::sockets)?;
+    sockets::ip_name_lookup::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+    p2::sockets::tcp::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+    p2::sockets::udp::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
     Ok(())
+}
+
+/// The host side of the filesystem and socket constructors: no directory,
+/// no socket. (It holds the table only to drop what it is handed back.)
+struct Nothing<'a>(&'a mut ResourceTable);
+
+struct NoAccess;
+
+impl HasData for NoAccess {
+    type Data<'a> = Nothing<'a>;
+}
+
+impl wasmtime_wasi::p2::bindings::filesystem::preopens::Host for Nothing<'_> {
+    fn get_directories(
+        &mut self,
+    ) -> wasmtime::Result<Vec<(Resource<wasmtime_wasi::filesystem::Descriptor>, String)>> {
+        Ok(Vec::new())
+    }
+}
+
+type SocketErrorCode = wasmtime_wasi::p2::bindings::sockets::network::ErrorCode;
+
+// Required by the socket constructors' bindings for turning their errors
+// into `error-code`s; the only errors here are our own `access-denied`s.
+impl wasmtime_wasi::p2::bindings::sockets::network::Host for Nothing<'_> {
+    fn convert_error_code(
+        &mut self,
+        error: wasmtime_wasi::p2::SocketError,
+    ) -> wasmtime::Result<SocketErrorCode> {
+        error.downcast()
+    }
+
+    fn network_error_code(
+        &mut self,
+        _err: Resource<wasmtime::Error>,
+    ) -> wasmtime::Result<Option<SocketErrorCode>> {
+        Ok(None)
+    }
+}
+
+impl wasmtime_wasi::p2::bindings::sockets::network::HostNetwork for Nothing<'_> {
+    fn drop(&mut self, network: Resource<wasmtime_wasi::p2::Network>) -> wasmtime::Result<()> {
+        self.0.delete(network)?;
+        Ok(())
+    }
+}
+type AddressFamily = wasmtime_wasi::p2::bindings::sockets::network::IpAddressFamily;
+
+impl wasmtime_wasi::p2::bindings::sockets::tcp_create_socket::Host for Nothing<'_> {
+    fn create_tcp_socket(
+        &mut self,
+        _family: AddressFamily,
+    ) -> wasmtime_wasi::p2::SocketResult<Resource<wasmtime_wasi::p2::TcpSocket>> {
+        Err(SocketErrorCode::AccessDenied.into())
+    }
+}
+
+impl p2::sockets::udp_create_socket::Host for Nothing<'_> {
+    fn create_udp_socket(
+        &mut self,
+        _family: AddressFamily,
+    ) -> wasmtime_wasi::p2::SocketResult<Resource<wasmtime_wasi::p2::UdpSocket>> {
+        Err(SocketErrorCode::AccessDenied.into())
+    }
 }
 
 struct HasTable;

@@ -3,6 +3,11 @@
 //! The SDK is not on crates.io yet, so the scaffold vendors it (sources
 //! and the WIT package, embedded in this binary) next to the new crate;
 //! the only download is wit-bindgen from crates.io.
+//!
+//! `--lang python` writes a Python project instead: `app.py` (the
+//! generator or debugger template from `guest-sdk-py/templates/`), its
+//! pytest tests, a vendored `reagent_sdk/`, and a `pyproject.toml` whose
+//! `[tool.reagent]` table tells `strategy build` the world and module.
 
 use std::path::{Path, PathBuf};
 
@@ -191,8 +196,111 @@ reagent_sdk::export_debugger!({ty});
     )
 }
 
-/// Creates `dir/name` and returns its path.
-pub fn create(dir: &Path, name: &str, world: World) -> anyhow::Result<PathBuf> {
+/// The Python SDK (`guest-sdk-py/reagent_sdk`), embedded: `strategy new
+/// --lang python` vendors it into the new project (so its tests run with
+/// plain pytest) and `strategy build` puts it on the path of a project
+/// that has no copy of its own.
+pub const PYTHON_SDK_FILES: &[(&str, &str)] = &[
+    (
+        "reagent_sdk/__init__.py",
+        include_str!("../../../guest-sdk-py/reagent_sdk/__init__.py"),
+    ),
+    (
+        "reagent_sdk/_component.py",
+        include_str!("../../../guest-sdk-py/reagent_sdk/_component.py"),
+    ),
+    (
+        "reagent_sdk/_host.py",
+        include_str!("../../../guest-sdk-py/reagent_sdk/_host.py"),
+    ),
+    (
+        "reagent_sdk/imports.py",
+        include_str!("../../../guest-sdk-py/reagent_sdk/imports.py"),
+    ),
+    (
+        "reagent_sdk/rng.py",
+        include_str!("../../../guest-sdk-py/reagent_sdk/rng.py"),
+    ),
+    (
+        "reagent_sdk/testing.py",
+        include_str!("../../../guest-sdk-py/reagent_sdk/testing.py"),
+    ),
+    (
+        "reagent_sdk/types.py",
+        include_str!("../../../guest-sdk-py/reagent_sdk/types.py"),
+    ),
+];
+
+/// The Python SDK's version, as `reagent_sdk.SDK_VERSION` says.
+pub fn python_sdk_version() -> &'static str {
+    let init = PYTHON_SDK_FILES[0].1;
+    init.lines()
+        .find_map(|l| l.strip_prefix("SDK_VERSION = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or("unknown")
+}
+
+/// The contract, embedded (what `strategy build` hands componentize-py).
+pub const WIT: &str = include_str!("../../../wit/strategy.wit");
+
+/// The Python templates (tested in place by scripts/test.sh).
+const PY_GENERATOR: &str = include_str!("../../../guest-sdk-py/templates/generator/app.py");
+const PY_GENERATOR_TESTS: &str =
+    include_str!("../../../guest-sdk-py/templates/generator/tests/test_app.py");
+const PY_DEBUGGER: &str = include_str!("../../../guest-sdk-py/templates/debugger/app.py");
+const PY_DEBUGGER_TESTS: &str =
+    include_str!("../../../guest-sdk-py/templates/debugger/tests/test_app.py");
+
+/// Which language a new strategy is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Rust,
+    Python,
+}
+
+fn python_project(name: &str, world: World) -> String {
+    format!(
+        r#"[project]
+name = "{name}"
+version = "0.1.0"
+requires-python = ">=3.10"
+
+# Read by `reagent strategy build`.
+[tool.reagent]
+# generator (exports propose) or debugger (exports diagnose).
+world = "{world}"
+# The module that assigns `WitWorld = export_generator(...)`.
+module = "app"
+# true to import the `llm` capability (a generator only; the campaign must
+# grant it too).
+llm = false
+
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+pythonpath = ["."]
+"#,
+        world = world.name()
+    )
+}
+
+fn python_files(name: &str, world: World) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = PYTHON_SDK_FILES
+        .iter()
+        .map(|(p, c)| (p.to_string(), c.to_string()))
+        .collect();
+    let (app, tests) = match world {
+        World::Generator => (PY_GENERATOR, PY_GENERATOR_TESTS),
+        World::Debugger => (PY_DEBUGGER, PY_DEBUGGER_TESTS),
+    };
+    files.push(("pyproject.toml".into(), python_project(name, world)));
+    files.push(("app.py".into(), app.into()));
+    files.push(("tests/test_app.py".into(), tests.into()));
+    files.push((".gitignore".into(), "build/\n__pycache__/\n".into()));
+    files
+}
+
+/// Creates `dir/name`, a Rust crate or a Python project, and returns its path.
+pub fn create(dir: &Path, name: &str, world: World, lang: Lang) -> anyhow::Result<PathBuf> {
     let valid = !name.is_empty()
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
@@ -211,6 +319,23 @@ pub fn create(dir: &Path, name: &str, world: World) -> anyhow::Result<PathBuf> {
             root.display()
         );
     }
+    let files = match lang {
+        Lang::Rust => rust_files(name, world),
+        Lang::Python => python_files(name, world),
+    };
+    for (path, contents) in files {
+        let full = root.join(&path);
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&full, contents)
+            .with_context(|| format!("cannot write {}", full.display()))?;
+    }
+    Ok(root)
+}
+
+fn rust_files(name: &str, world: World) -> Vec<(String, String)> {
     let ty = type_name(name);
     let mut files: Vec<(String, String)> = SDK_FILES
         .iter()
@@ -226,14 +351,5 @@ pub fn create(dir: &Path, name: &str, world: World) -> anyhow::Result<PathBuf> {
         },
     ));
     files.push((".gitignore".into(), "target/\n".into()));
-    for (path, contents) in files {
-        let full = root.join(&path);
-        if let Some(parent) = full.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
-        }
-        std::fs::write(&full, contents)
-            .with_context(|| format!("cannot write {}", full.display()))?;
-    }
-    Ok(root)
+    files
 }

@@ -25,6 +25,18 @@ const VIRTUAL_WASI: &[&str] = &[
     "wasi:cli/terminal-stdin",
     "wasi:cli/terminal-stdout",
     "wasi:cli/terminal-stderr",
+    // Linked with nothing behind them (no preopened directory, no socket
+    // can be created, name lookup refused): a componentize-py (Python)
+    // component's runtime imports them. See `capabilities::wasi`.
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
+    "wasi:sockets/ip-name-lookup",
 ];
 
 /// One import the host will not provide, and why.
@@ -152,10 +164,12 @@ mod tests {
     }
 
     #[test]
-    fn filesystem_sockets_unknown_and_ungranted_imports_are_each_named() {
+    fn http_unknown_wasi_unknown_and_ungranted_imports_are_each_named() {
         let imports = names(&[
-            "wasi:filesystem/types@0.2.0",
-            "wasi:sockets/tcp@0.2.0",
+            "wasi:http/outgoing-handler@0.2.0",
+            "wasi:filesystem/types@0.3.0",
+            "wasi:sockets/tcp@0.3.0-rc",
+            "wasi:keyvalue/store@0.2.0",
             "evil:exfil/send@1.0.0",
             "reagent:strategy/memory@0.1.0",
             "reagent:strategy/history@0.2.0",
@@ -170,6 +184,25 @@ mod tests {
             refused,
             imports.iter().map(String::as_str).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn the_inert_filesystem_and_socket_interfaces_of_python_components_pass() {
+        // What a componentize-py 0.25.1 component imports beyond the Rust
+        // guests' set; linked with nothing behind them (capabilities/wasi.rs).
+        let imports = names(&[
+            "wasi:filesystem/types@0.2.9",
+            "wasi:filesystem/preopens@0.2.9",
+            "wasi:sockets/network@0.2.9",
+            "wasi:sockets/instance-network@0.2.9",
+            "wasi:sockets/udp@0.2.9",
+            "wasi:sockets/udp-create-socket@0.2.9",
+            "wasi:sockets/tcp@0.2.9",
+            "wasi:sockets/tcp-create-socket@0.2.9",
+            "wasi:sockets/ip-name-lookup@0.2.9",
+        ]);
+        assert!(refusals(World::Generator, &Grants::default(), &imports).is_empty());
+        assert!(refusals(World::Debugger, &Grants::default(), &imports).is_empty());
     }
 
     #[test]
