@@ -16,8 +16,8 @@
 #     {"lr": 0.3, "optimizer": "sgd", "layers": 0, "batch_size": 256,
 #      "seed": 1, "trial": 1}
 # The job runs in the campaign file's folder (the `workdir`); its stdout
-# and stderr go to stdout.log and stderr.log in its job folder
-# ($REAGENT_JOB_DIR, under .reagent/jobs/).
+# and stderr go to stdout.log and stderr.log in its job folder (the
+# parent of $REAGENT_JOB_DIR, under .reagent/jobs/).
 lr=$1; opt=$2; layers=$3; batch=$4; seed=$5
 
 awk -v lr="$lr" -v opt="$opt" -v layers="$layers" -v batch="$batch" -v seed="$seed" 'BEGIN {
