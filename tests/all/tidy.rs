@@ -473,3 +473,52 @@ fn released_wit_interfaces_are_unchanged() {
     }
     assert!(problems.is_empty(), "{}\nnow: {now:?}", problems.join("\n"));
 }
+
+/// The WASI interfaces `capabilities/wasi.rs` links: `pkg::iface::add_to_linker`
+/// calls, as `wasi:pkg/iface`.
+fn linked_wasi() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(src().join("capabilities/wasi.rs")).unwrap();
+    let mut out = BTreeSet::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.starts_with("//")) {
+        let Some(call) = line.find("::add_to_linker::<") else {
+            continue;
+        };
+        let path: Vec<&str> = line[..call].split("::").collect();
+        if let [.., package, interface] = path.as_slice() {
+            let package = package.rsplit(' ').next().unwrap_or(package);
+            out.insert(format!("wasi:{package}/{}", interface.replace('_', "-")));
+        }
+    }
+    out
+}
+
+/// The WASI interfaces `sandbox/surface.rs` accepts (its `VIRTUAL_WASI`).
+fn accepted_wasi() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(src().join("sandbox/surface.rs")).unwrap();
+    let start = text
+        .find("const VIRTUAL_WASI")
+        .expect("VIRTUAL_WASI in surface.rs");
+    let end = start + text[start..].find("];").unwrap();
+    text[start..end]
+        .lines()
+        .map(str::trim)
+        .filter_map(|l| l.strip_prefix('"').and_then(|l| l.strip_suffix("\",")))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_wasi_interfaces_the_surface_accepts_are_the_ones_the_linker_links() {
+    let linked = linked_wasi();
+    let accepted = accepted_wasi();
+    assert!(
+        linked.len() >= 18 && accepted.len() >= 18,
+        "{linked:?} {accepted:?}"
+    );
+    let unlinked: Vec<_> = accepted.difference(&linked).collect();
+    let unlisted: Vec<_> = linked.difference(&accepted).collect();
+    assert!(
+        unlinked.is_empty() && unlisted.is_empty(),
+        "surface.rs accepts but wasi.rs does not link: {unlinked:?}; wasi.rs links but surface.rs does not accept: {unlisted:?}"
+    );
+}
