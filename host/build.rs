@@ -42,7 +42,13 @@ const GUESTS: &[(&str, &str, &str)] = &[
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
-    for dir in ["wit", "guest-sdk", "strategies", "tests/guests"] {
+    for dir in [
+        "wit",
+        "guest-sdk",
+        "crates/lenient-json",
+        "strategies",
+        "tests/guests",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     let target_dir = env::var_os("CARGO_TARGET_DIR")

@@ -16,6 +16,8 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use lenient_json::{ErrorKind, Json};
+
 /// At most this many error entries are kept per source.
 pub const MAX_METRICS_ERRORS: usize = 20;
 /// A JSON line longer than this is reported as an error and skipped.
@@ -252,7 +254,7 @@ impl JsonlReader {
         let mut epoch = None;
         let mut values: Vec<(String, f64)> = Vec::new();
         for (key, value) in fields {
-            let Value::Number(v) = value else { continue };
+            let Json::Number(v) = value else { continue };
             match key.as_str() {
                 "step" => step = Some(v),
                 "epoch" => epoch = Some(v),
@@ -532,323 +534,52 @@ impl MetricsTail {
     }
 }
 
-// ------------------------------------------------- a small JSON reader
+// ------------------------------------------------- reading one JSON line
 
-/// A top-level field value: only numbers matter.
-#[derive(Debug, Clone, PartialEq)]
-enum Value {
-    Number(f64),
-    Other,
-}
-
-/// Parses one JSON object (allowing `NaN`, `Infinity`, `-Infinity`) into
-/// its top-level fields, in order.
-fn parse_object(text: &str) -> Result<Vec<(String, Value)>, String> {
-    let mut p = Parser {
-        s: text.as_bytes(),
-        i: 0,
-    };
-    p.ws();
-    if p.peek() != Some(b'{') {
+/// Parses one JSON object (allowing `NaN`, `Infinity`, `-Infinity`, and the
+/// other slips [`lenient_json`] takes) into its top-level fields, in order.
+fn parse_object(text: &str) -> Result<Vec<(String, Json)>, String> {
+    if !text
+        .trim_start_matches([' ', '\t', '\r', '\n'])
+        .starts_with('{')
+    {
         return Err(format!(
             "not a JSON object (starts with {})",
             describe(text.chars().next())
         ));
     }
-    p.i += 1;
-    let mut fields = Vec::new();
-    p.ws();
-    if p.peek() == Some(b'}') {
-        p.i += 1;
-    } else {
-        loop {
-            p.ws();
-            if p.peek() != Some(b'"') {
-                return Err(p.unexpected("a field name"));
-            }
-            let key = p.string(true)?;
-            p.ws();
-            p.expect(b':', "`:`")?;
-            p.ws();
-            let value = p.value(1)?;
-            fields.push((key, value));
-            p.ws();
-            match p.peek() {
-                Some(b',') => p.i += 1,
-                Some(b'}') => {
-                    p.i += 1;
-                    break;
-                }
-                _ => return Err(p.unexpected("`,` or `}`")),
-            }
+    match lenient_json::parse(text, MAX_DEPTH) {
+        Ok(Json::Object(fields)) => Ok(fields),
+        // It starts with `{`, so it is an object.
+        Ok(other) => Err(format!("not a JSON object ({})", other.kind())),
+        Err(e) => Err(describe_error(text, &e)),
+    }
+}
+
+/// `e` in the words of a metrics line: columns count from 1.
+fn describe_error(text: &str, e: &lenient_json::Error) -> String {
+    let column = e.at + 1;
+    let expected = |wanted: &str| {
+        let found = text.get(e.at..).and_then(|rest| rest.chars().next());
+        match found {
+            Some(c) => format!("expected {wanted} at column {column}, found {c:?}"),
+            None => format!("expected {wanted} at column {column}, found the end of the line"),
         }
+    };
+    match &e.kind {
+        ErrorKind::Expected(wanted) => expected(wanted),
+        ErrorKind::TrailingText => expected("the end of the line"),
+        ErrorKind::TooDeep { max_depth } => {
+            format!("nested deeper than {max_depth} at column {column}")
+        }
+        ErrorKind::UnterminatedString => format!("string opened at column {column} never closes"),
     }
-    p.ws();
-    if p.i < p.s.len() {
-        return Err(p.unexpected("the end of the line"));
-    }
-    Ok(fields)
 }
 
 fn describe(c: Option<char>) -> String {
     match c {
         Some(c) => format!("{c:?}"),
         None => "nothing".into(),
-    }
-}
-
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl Parser<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
-    }
-
-    fn ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n')) {
-            self.i += 1;
-        }
-    }
-
-    fn unexpected(&self, wanted: &str) -> String {
-        let found = std::str::from_utf8(&self.s[self.i.min(self.s.len())..])
-            .ok()
-            .and_then(|rest| rest.chars().next());
-        match found {
-            Some(c) => format!("expected {wanted} at column {}, found {c:?}", self.i + 1),
-            None => format!(
-                "expected {wanted} at column {}, found the end of the line",
-                self.i + 1
-            ),
-        }
-    }
-
-    fn expect(&mut self, b: u8, what: &str) -> Result<(), String> {
-        if self.peek() == Some(b) {
-            self.i += 1;
-            Ok(())
-        } else {
-            Err(self.unexpected(what))
-        }
-    }
-
-    fn literal(&mut self, word: &str) -> Result<(), String> {
-        if self.s[self.i..].starts_with(word.as_bytes()) {
-            self.i += word.len();
-            Ok(())
-        } else {
-            Err(self.unexpected(&format!("`{word}`")))
-        }
-    }
-
-    fn value(&mut self, depth: usize) -> Result<Value, String> {
-        if depth > MAX_DEPTH {
-            return Err(format!(
-                "nested deeper than {MAX_DEPTH} at column {}",
-                self.i + 1
-            ));
-        }
-        match self.peek() {
-            Some(b'"') => self.string(false).map(|_| Value::Other),
-            Some(b'{') => {
-                self.i += 1;
-                self.ws();
-                if self.peek() == Some(b'}') {
-                    self.i += 1;
-                    return Ok(Value::Other);
-                }
-                loop {
-                    self.ws();
-                    if self.peek() != Some(b'"') {
-                        return Err(self.unexpected("a field name"));
-                    }
-                    self.string(false)?;
-                    self.ws();
-                    self.expect(b':', "`:`")?;
-                    self.ws();
-                    self.value(depth + 1)?;
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => self.i += 1,
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(Value::Other);
-                        }
-                        _ => return Err(self.unexpected("`,` or `}`")),
-                    }
-                }
-            }
-            Some(b'[') => {
-                self.i += 1;
-                self.ws();
-                if self.peek() == Some(b']') {
-                    self.i += 1;
-                    return Ok(Value::Other);
-                }
-                loop {
-                    self.ws();
-                    self.value(depth + 1)?;
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(Value::Other);
-                        }
-                        _ => return Err(self.unexpected("`,` or `]`")),
-                    }
-                }
-            }
-            Some(b't') => self.literal("true").map(|_| Value::Other),
-            Some(b'f') => self.literal("false").map(|_| Value::Other),
-            Some(b'n') => self.literal("null").map(|_| Value::Other),
-            Some(b'N') => self.literal("NaN").map(|_| Value::Number(f64::NAN)),
-            Some(b'I') => self
-                .literal("Infinity")
-                .map(|_| Value::Number(f64::INFINITY)),
-            Some(b'-') if self.s.get(self.i + 1) == Some(&b'I') => {
-                self.i += 1;
-                self.literal("Infinity")
-                    .map(|_| Value::Number(f64::NEG_INFINITY))
-            }
-            Some(b'-' | b'0'..=b'9') => self.number(),
-            _ => Err(self.unexpected("a value")),
-        }
-    }
-
-    fn digits(&mut self) -> usize {
-        let start = self.i;
-        while matches!(self.peek(), Some(b'0'..=b'9')) {
-            self.i += 1;
-        }
-        self.i - start
-    }
-
-    fn number(&mut self) -> Result<Value, String> {
-        let start = self.i;
-        if self.peek() == Some(b'-') {
-            self.i += 1;
-        }
-        match self.peek() {
-            Some(b'0') => self.i += 1,
-            Some(b'1'..=b'9') => {
-                self.digits();
-            }
-            _ => return Err(self.unexpected("a digit")),
-        }
-        if self.peek() == Some(b'.') {
-            self.i += 1;
-            if self.digits() == 0 {
-                return Err(self.unexpected("a digit"));
-            }
-        }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
-            self.i += 1;
-            if matches!(self.peek(), Some(b'+' | b'-')) {
-                self.i += 1;
-            }
-            if self.digits() == 0 {
-                return Err(self.unexpected("a digit"));
-            }
-        }
-        // The slice is ASCII and a valid float literal; an out-of-range one
-        // becomes ±inf, as in Python.
-        let text = std::str::from_utf8(&self.s[start..self.i]).map_err(|e| e.to_string())?;
-        text.parse::<f64>()
-            .map(Value::Number)
-            .map_err(|e| format!("bad number {text:?}: {e}"))
-    }
-
-    /// Reads a string starting at its opening quote; decodes it if `keep`.
-    fn string(&mut self, keep: bool) -> Result<String, String> {
-        let open = self.i;
-        self.i += 1;
-        let mut out: Vec<u8> = Vec::new();
-        loop {
-            let Some(b) = self.peek() else {
-                return Err(format!("string opened at column {} never closes", open + 1));
-            };
-            match b {
-                b'"' => {
-                    self.i += 1;
-                    break;
-                }
-                b'\\' => {
-                    self.i += 1;
-                    let Some(e) = self.peek() else { continue };
-                    self.i += 1;
-                    let c = match e {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
-                        b'u' => self.unicode_escape()?,
-                        _ => {
-                            self.i -= 1;
-                            return Err(self
-                                .unexpected("an escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u)"));
-                        }
-                    };
-                    if keep {
-                        let mut tmp = [0u8; 4];
-                        out.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
-                    }
-                }
-                0x00..=0x1f => {
-                    return Err(format!(
-                        "control character in a string at column {}",
-                        self.i + 1
-                    ));
-                }
-                _ => {
-                    if keep {
-                        out.push(b);
-                    }
-                    self.i += 1;
-                }
-            }
-        }
-        // The input is valid UTF-8 and only whole characters were copied.
-        Ok(String::from_utf8(out).unwrap_or_default())
-    }
-
-    fn hex4(&mut self) -> Result<u32, String> {
-        let mut v = 0u32;
-        for _ in 0..4 {
-            let d = match self.peek() {
-                Some(c @ b'0'..=b'9') => c - b'0',
-                Some(c @ b'a'..=b'f') => c - b'a' + 10,
-                Some(c @ b'A'..=b'F') => c - b'A' + 10,
-                _ => return Err(self.unexpected("a hex digit")),
-            };
-            v = v * 16 + u32::from(d);
-            self.i += 1;
-        }
-        Ok(v)
-    }
-
-    /// After `\u`: one escape, or a surrogate pair; a lone surrogate (which
-    /// Python writes for unpaired surrogates) becomes U+FFFD.
-    fn unicode_escape(&mut self) -> Result<char, String> {
-        let hi = self.hex4()?;
-        if (0xD800..0xDC00).contains(&hi) && self.s[self.i..].starts_with(b"\\u") {
-            let save = self.i;
-            self.i += 2;
-            let lo = self.hex4()?;
-            if (0xDC00..0xE000).contains(&lo) {
-                let c = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
-                return Ok(char::from_u32(c).unwrap_or('\u{FFFD}'));
-            }
-            self.i = save;
-        }
-        Ok(char::from_u32(hi).unwrap_or('\u{FFFD}'))
     }
 }
 

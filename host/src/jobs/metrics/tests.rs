@@ -297,3 +297,21 @@ fn tail_reads_only_appended_bytes() {
     );
     assert_eq!(tail.poll(), None);
 }
+
+#[test]
+fn jsonl_errors_name_the_column_and_what_was_found() {
+    let text = "{\"loss\": }\n{\"a\": 1} x\n{\"a\": \"b\n{\"a\": tru}\n  [1]\n{\"a\": 1,}\n";
+    let m = parse_jsonl(text.as_bytes());
+    assert_eq!(
+        m.errors,
+        [
+            "line 1: expected a value at column 10, found '}'",
+            "line 2: expected the end of the line at column 10, found 'x'",
+            "line 3: string opened at column 7 never closes",
+            "line 4: expected `true` at column 7, found 't'",
+            "line 5: not a JSON object (starts with '[')",
+        ]
+    );
+    // A trailing comma is one of the slips the reader takes.
+    assert_eq!(m.finals["a"], 1.0);
+}
