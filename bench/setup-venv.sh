@@ -1,7 +1,8 @@
 #!/bin/sh
-# Creates the benchmarks' Python environment, target/bench/venv (relative to
-# the repository root), and installs the pinned packages of
-# bench/requirements.txt into it. Idempotent: when the venv already holds
+# Creates the project's one Python environment, target/python/venv (relative
+# to the repository root; scripts/test.sh puts the strategy tools of
+# guest-sdk-py/requirements-dev.txt in it too), and installs the pinned
+# packages of bench/requirements.txt into it. Idempotent: when the venv already holds
 # exactly these requirements (a stamp records the file's sha256) and optuna
 # imports, nothing is installed and no network is needed. Prints the venv's
 # python and optuna version.
@@ -11,7 +12,7 @@ set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-venv="$root/target/bench/venv"
+venv="$root/target/python/venv"
 req="$here/requirements.txt"
 stamp="$venv/.bench-requirements.sha256"
 py="$venv/bin/python"

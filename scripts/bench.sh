@@ -2,7 +2,7 @@
 # The benchmark command (README "Benchmarks", BENCHMARKS.md): Reagent against
 # Optuna TPE and random search on the same commands, and the host's own
 # costs, each measured within one run. Sets up a Python venv with Optuna
-# from PyPI (target/bench/venv) the first time. Writes every figure to
+# from PyPI (target/python/venv) the first time. Writes every figure to
 # target/bench/results.json.
 #
 #   scripts/bench.sh                 # everything (the ranker part takes long)
@@ -19,7 +19,7 @@ cargo bench -p reagent --bench sandbox
 cargo bench -p reagent --bench campaign
 cargo bench -p reagent --bench compare
 cargo bench -p reagent --bench transfer
-target/bench/venv/bin/python3 - <<'PY'
+target/python/venv/bin/python3 - <<'PY'
 import json, pathlib
 out = {}
 for name in ["sandbox", "campaign", "compare", "transfer"]:

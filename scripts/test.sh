@@ -13,24 +13,28 @@ trap 'rm -f "$log"' EXIT
 
 # One Python venv, cached in target/python/venv: componentize-py for
 # `reagent strategy build` (the tests in tests/all/python.rs use this venv
-# too) and pytest for the Python SDK, its templates and the example.
+# too), pytest for the Python SDK, its templates and the example, and Optuna
+# for `reagent strategy bench --strategy optuna-tpe` (tests/all/lab.rs) and
+# the benchmarks (bench/requirements.txt).
 python=${REAGENT_PYTHON:-python3}
 venv=target/python/venv
 have_python=0
 if "$python" -c 'import venv, ensurepip' >/dev/null 2>&1; then
-    # (Re)install when a pin of guest-sdk-py/requirements-dev.txt is missing.
+    # (Re)install when a pin of either requirements file is missing.
     installed=$("$venv/bin/python" -m pip freeze 2>/dev/null || true)
     missing=0
     while read -r pin; do
         case $pin in '' | '#'*) continue ;; esac
-        grep -qxF "$pin" <<<"$installed" || missing=1
-    done <guest-sdk-py/requirements-dev.txt
+        grep -qxiF "$pin" <<<"$installed" || missing=1
+    done < <(cat guest-sdk-py/requirements-dev.txt bench/requirements.txt)
     if [ "$missing" = 1 ]; then
-        echo "setting up $venv (componentize-py, pytest; once)"
+        echo "setting up $venv (componentize-py, pytest, optuna; once)"
         "$python" -m venv "$venv"
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r guest-sdk-py/requirements-dev.txt
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+            -r guest-sdk-py/requirements-dev.txt -r bench/requirements.txt
     fi
     have_python=1
+    export REAGENT_BENCH_PYTHON=$PWD/$venv/bin/python
 elif [ "${REAGENT_REQUIRE_PYTHON:-}" = 1 ]; then
     echo "REAGENT_REQUIRE_PYTHON=1 but $python with venv is not available" >&2
     exit 1

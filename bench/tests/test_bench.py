@@ -1,6 +1,6 @@
 """Quick checks of the benchmark scripts (a second or so; needs the venv).
 
-    target/bench/venv/bin/python -m unittest discover -s bench/tests -v
+    target/python/venv/bin/python -m unittest discover -s bench/tests -v
 """
 
 import json

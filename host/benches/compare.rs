@@ -1,6 +1,6 @@
 //! Reagent against Optuna (TPE) and random search, and the host's own costs,
 //! measured in one run. Needs `bench/setup-venv.sh` (Optuna from PyPI into
-//! target/bench/venv); `scripts/bench.sh` runs everything in order.
+//! target/python/venv); `scripts/bench.sh` runs everything in order.
 //!
 //! 1. Search efficiency: the same knob space, the same trial budget and the
 //!    same training command, launched as subprocesses by all three methods,
@@ -89,7 +89,7 @@ fn measured(cmd: &mut Command) -> (std::process::Output, f64, f64, u64) {
 }
 
 fn python() -> PathBuf {
-    let p = repo().join("target/bench/venv/bin/python3");
+    let p = repo().join("target/python/venv/bin/python3");
     assert!(
         p.exists(),
         "no Optuna venv: run bench/setup-venv.sh first (scripts/bench.sh does)"

@@ -11,6 +11,7 @@ pub mod files;
 pub mod governance;
 pub mod insights;
 pub mod jobs;
+pub mod lab;
 pub mod limits;
 pub mod llm;
 pub mod records;

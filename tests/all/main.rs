@@ -15,6 +15,7 @@ mod hostile_cache;
 mod hostile_jobs;
 mod hostile_time;
 mod insights;
+mod lab;
 mod llm;
 mod python;
 mod recording;

@@ -175,6 +175,17 @@ pub enum Command {
     /// lines to carry them between workspaces (docs/insights.md).
     #[command(subcommand)]
     Insights(insights::InsightsCommand),
+    /// Internal: one trial of a bench task as a training job (see
+    /// `reagent strategy bench`): knobs from $REAGENT_PARAMS, metrics to
+    /// $REAGENT_METRICS.
+    #[command(name = "__task", hide = true)]
+    Task {
+        /// A shipped task's name or a task file.
+        task: String,
+        /// The noise instance (a bench seed).
+        #[arg(long, default_value_t = 0)]
+        instance: u64,
+    },
     /// Internal: supervise one job (started by the local backend).
     #[command(name = "__supervise", hide = true)]
     Supervise { job_dir: PathBuf },
@@ -266,9 +277,10 @@ pub fn main() -> ExitCode {
             let w = ws().ok();
             approvals::policy(w.as_ref(), cmd)
         }
-        Command::Strategy(cmd) => strategy::run(cmd),
+        Command::Strategy(cmd) => strategy::run(cmd, cli.workspace.as_deref()),
         Command::Audit(cmd) => ws().and_then(|w| audit::run(&w, cmd)),
         Command::Insights(cmd) => ws().and_then(|w| insights::run(&w, cmd)),
+        Command::Task { ref task, instance } => strategy::bench::task_job(task, instance),
         Command::Supervise { ref job_dir } => {
             crate::jobs::local::supervise(job_dir).map(|()| ExitCode::SUCCESS)
         }

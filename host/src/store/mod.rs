@@ -184,6 +184,26 @@ impl Store {
         Ok(store)
     }
 
+    /// A database in memory, gone with the value: the strategy bench runs
+    /// thousands of throwaway campaigns through the real engine, and a
+    /// durable commit per state change would cost more than the campaign.
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let path = PathBuf::from("(in memory)");
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| StoreError::Corrupt {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        let store = Store {
+            db,
+            path,
+            fail_at: std::sync::atomic::AtomicU64::new(0),
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
