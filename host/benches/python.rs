@@ -164,6 +164,39 @@ fn main() {
     let rust = StrategySource::parse("builtin:three-phase");
     let python = StrategySource::File(evolve_path);
 
+    // `REAGENT_PY_BENCH_PROFILE=load|call`: only that part, many times, on
+    // a kept cache (target/bench/py-cache): something for `perf record`.
+    if let Ok(part) = std::env::var("REAGENT_PY_BENCH_PROFILE") {
+        let config = SandboxConfig {
+            cache_dir: Some(root.join("target/bench/py-cache")),
+            pooling: true,
+        };
+        drop(
+            Sandbox::new(config.clone())
+                .unwrap()
+                .load(&python, &Grants::default()),
+        );
+        if part == "load" {
+            let mut times = Vec::new();
+            for _ in 0..20 {
+                let sandbox = Sandbox::new(config.clone()).unwrap();
+                let start = Instant::now();
+                drop(sandbox.load(&python, &Grants::default()).unwrap());
+                times.push(start.elapsed());
+            }
+            println!("cache-hit load p50 {:.2} ms", ms(median(times)));
+        } else {
+            let sandbox = Sandbox::new(config).unwrap();
+            let c = warm_calls(&sandbox, &python, 2000);
+            println!(
+                "warm propose p50 {:.3} ms p99 {:.3} ms",
+                ms(c.p50),
+                ms(c.p99)
+            );
+        }
+        return;
+    }
+
     let (rust_cold, rust_hit) = load_costs(&rust, 3);
     let (py_cold, py_hit) = load_costs(&python, 1);
 

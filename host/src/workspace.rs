@@ -314,8 +314,16 @@ fn hibernate_all(ws: &Workspace, store: &Store, sandbox: &Sandbox) -> anyhow::Re
     Ok(())
 }
 
-pub fn new_sandbox() -> anyhow::Result<Sandbox> {
-    Sandbox::new(SandboxConfig::default())
+/// The process's sandbox: one wasmtime engine, and the components it has
+/// loaded kept for the process (`reagent run FILE` plans, previews and
+/// drives with the same strategies; a Python one is ~35 ms from disk).
+pub fn new_sandbox() -> anyhow::Result<&'static Sandbox> {
+    static SANDBOX: std::sync::OnceLock<Sandbox> = std::sync::OnceLock::new();
+    if let Some(s) = SANDBOX.get() {
+        return Ok(s);
+    }
+    let s = Sandbox::new(SandboxConfig::default())?;
+    Ok(SANDBOX.get_or_init(|| s))
 }
 
 /// A bound wake socket that removes its file on drop, but only while the
@@ -445,14 +453,14 @@ pub fn wake(ws: &Workspace, progress: &mut dyn FnMut(Progress)) -> anyhow::Resul
         let mut cache = StrategyCache::new();
         let mut waiting = Vec::new();
         loop {
-            pass(ws, &store, &sandbox, None, &mut cache, progress)?;
+            pass(ws, &store, sandbox, None, &mut cache, progress)?;
             reply(std::mem::take(&mut waiting));
             serve_pending(listener, &mut waiting);
             if waiting.is_empty() {
                 break;
             }
         }
-        hibernate_all(ws, &store, &sandbox)?;
+        hibernate_all(ws, &store, sandbox)?;
         drop(bound);
         return Ok(());
     }
@@ -498,8 +506,8 @@ pub fn run(
     let mut cache = StrategyCache::new();
     if mode == RunMode::Detach {
         let store = ws.open_store(Duration::from_secs(30))?;
-        let passes = pass(ws, &store, &sandbox, Some(id), &mut cache, progress)?;
-        hibernate_all(ws, &store, &sandbox)?;
+        let passes = pass(ws, &store, sandbox, Some(id), &mut cache, progress)?;
+        hibernate_all(ws, &store, sandbox)?;
         let c = store
             .campaign(id)?
             .with_context(|| format!("no campaign {id}"))?;
@@ -552,7 +560,7 @@ pub fn run(
         let store = ws.open_store(Duration::from_secs(60))?;
         // Drive every active campaign of the workspace while we hold the
         // socket (their jobs' wakes come to us); stop when `id` ends.
-        let passes = pass(ws, &store, &sandbox, None, &mut cache, progress)?;
+        let passes = pass(ws, &store, sandbox, None, &mut cache, progress)?;
         reply(std::mem::take(&mut waiting));
         let current = match passes.into_iter().find(|(c, _)| *c == id) {
             Some((_, p)) => p,
@@ -568,7 +576,7 @@ pub fn run(
             }
         };
         if !current.state.is_active() || stopped() {
-            hibernate_all(ws, &store, &sandbox)?;
+            hibernate_all(ws, &store, sandbox)?;
             let pass = match store.campaign(id)? {
                 Some(c) if stopped() && current.state.is_active() => Pass {
                     state: c.state,

@@ -106,6 +106,22 @@ fn another_components_entry_copied_over_this_ones_is_not_loaded() {
 }
 
 #[test]
+fn another_components_entry_copied_over_with_its_sum_is_not_loaded() {
+    // The sum binds the artifact to its entry's name: B's artifact and
+    // B's sum under A's name do not check out.
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_entries(dir.path());
+    let (a_entry, b_entry) = (entry(dir.path(), &a), entry(dir.path(), &b));
+    let sum = |p: &Path| PathBuf::from(format!("{}.sum", p.display()));
+    std::fs::copy(&b_entry, &a_entry).unwrap();
+    std::fs::copy(sum(&b_entry), sum(&a_entry)).unwrap();
+    assert_a_is_a(dir.path());
+    // And an artifact without its sum is not used either.
+    std::fs::remove_file(sum(&a_entry)).unwrap();
+    assert_a_is_a(dir.path());
+}
+
+#[test]
 fn a_tampered_cache_entry_is_recompiled_not_loaded() {
     let dir = tempfile::tempdir().unwrap();
     let (a, _) = two_entries(dir.path());
@@ -127,8 +143,10 @@ fn a_cache_directory_others_can_write_is_not_trusted() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let a_entry = entry(dir.path(), &a);
     let before = std::fs::read(&a_entry).unwrap();
-    let sb = sandbox_in(dir.path());
     for _ in 0..2 {
+        // A new sandbox each time: one sandbox keeps what it compiled in
+        // memory, and that is not the directory's doing.
+        let sb = sandbox_in(dir.path());
         let info = sb
             .inspect(&guest(g::ECHO_GENERATOR), &Grants::default())
             .unwrap();

@@ -282,7 +282,7 @@ pub fn amend(
     let label = file.display().to_string();
     let requests = governance::amend::requests(&row, &new, &label, &who)?;
     if new.strategies != row.spec.strategies {
-        workspace::inspect_strategies(&new.strategies, &workspace::new_sandbox()?)?;
+        workspace::inspect_strategies(&new.strategies, workspace::new_sandbox()?)?;
     }
     if requests.is_empty() {
         println!("{label}: no change to campaign {id}'s strategies or budget");

@@ -432,7 +432,7 @@ pub fn plan(
 ) -> anyhow::Result<(u64, CampaignState)> {
     let spec = load_campaign_file(file)?;
     let sandbox = workspace::new_sandbox()?;
-    let preflight_lines = preflight(&spec, &sandbox)?;
+    let preflight_lines = preflight(&spec, sandbox)?;
     let policy = ws.policy()?;
     let store = ws.open_store(Duration::from_secs(30))?;
     let label = file.display().to_string();
@@ -441,7 +441,7 @@ pub fn plan(
     let (row, request) = (&registered.row, &registered.request);
     let id = row.id;
     // The validation slate: the call the engine will make first.
-    let slate = workspace::preview_slate(&store, &sandbox, id)?;
+    let slate = workspace::preview_slate(&store, sandbox, id)?;
     if json {
         let a = allotment(&row.spec);
         println!(
@@ -864,7 +864,7 @@ pub fn cancel(ws: &Workspace, id: u64) -> anyhow::Result<ExitCode> {
     let sandbox = workspace::new_sandbox()?;
     let backend = ws.backend();
     let mut engine =
-        crate::campaign::engine::Engine::new(&store, &sandbox, &backend, None, print_progress);
+        crate::campaign::engine::Engine::new(&store, sandbox, &backend, None, print_progress);
     engine.cancel(id)?;
     println!("campaign {id} cancelled; its jobs were stopped");
     Ok(ExitCode::SUCCESS)

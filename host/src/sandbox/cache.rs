@@ -9,25 +9,30 @@
 //!   and a warning says why, once); it is created `0700`;
 //! - an entry is opened with `O_NOFOLLOW` (a symlink is refused), and must
 //!   be a regular file owned by this user and not writable by others;
-//! - an entry starts with a magic line and the sha256 of its name plus the
-//!   serialized artifact, checked before `deserialize`: an entry copied or
-//!   linked from another component's name, or altered in any byte, fails
-//!   the check, is removed and the component is compiled afresh.
+//! - an entry is two files: `NAME.cwasm`, the artifact exactly as wasmtime
+//!   serialized it (so it is mapped, not copied: `deserialize_file`), and
+//!   `NAME.cwasm.sum`, a magic line and the BLAKE3 hash of the entry's name
+//!   plus the artifact, checked before the artifact is mapped: an entry
+//!   copied or linked from another component's name, or altered in any
+//!   byte, fails the check, is removed and the component is compiled
+//!   afresh. (BLAKE3, not SHA-256: it reads the 40 MB of a Python
+//!   component's artifact in a few milliseconds; the hash is this cache's
+//!   own, never shown or recorded.)
 
 use std::hash::{Hash, Hasher};
 use std::io::{Read as _, Write as _};
+use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// The first bytes of every entry, then 32 bytes of sha256, then the artifact.
-const MAGIC: &[u8] = b"reagent-cwasm-1\n";
-const HEADER: usize = MAGIC.len() + 32;
+/// What an entry's `.sum` file holds: this line, then 32 bytes of BLAKE3.
+const MAGIC: &[u8] = b"reagent-cwasm-2\n";
+const SUM_LEN: usize = MAGIC.len() + 32;
 /// Entries larger than this are not read (a serialized Python component is
 /// ~40 MB).
 const MAX_ENTRY_BYTES: u64 = 1 << 30;
@@ -93,13 +98,13 @@ impl CompileCache {
         format!("{sha256}-{}.cwasm", self.engine_key)
     }
 
-    /// The sha256 that binds an artifact to the entry's name.
-    fn digest(name: &str, artifact: &[u8]) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update((name.len() as u64).to_le_bytes());
+    /// The hasher that binds an artifact to the entry's name (fed the
+    /// artifact next).
+    fn hasher(name: &str) -> blake3::Hasher {
+        let mut h = blake3::Hasher::new();
+        h.update(&(name.len() as u64).to_le_bytes());
         h.update(name.as_bytes());
-        h.update(artifact);
-        h.finalize().into()
+        h
     }
 
     /// Whether the directory may be used; says why not once.
@@ -132,42 +137,49 @@ impl CompileCache {
         }
         let name = self.name(sha256);
         let path = self.dir.join(&name);
-        let artifact = match self.read_entry(&name, &path) {
-            Ok(Some(a)) => a,
+        let sum_path = self.dir.join(format!("{name}.sum"));
+        let file = match self.checked_entry(&name, &path, &sum_path) {
+            Ok(Some(f)) => f,
             Ok(None) => return None,
             Err(why) => {
                 tracing::warn!(path = %path.display(), reason = %why, "untrusted cache entry; compiling afresh");
-                // Remove the name (a symlink itself, not its target).
+                // Remove the names (a symlink itself, not its target).
                 let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(&sum_path);
                 return None;
             }
         };
-        // SAFETY: `deserialize` runs the native code in `artifact`. These
-        // bytes are exactly what `store` wrote for this component and
-        // engine: the entry was opened without following links, is owned by
-        // us and not writable by others, in a directory likewise, and its
-        // sha256 over its name and bytes matched. wasmtime also checks the
-        // header and engine compatibility before use.
+        // The very file that was checked, by its descriptor: a rename over
+        // the name since cannot put another file in its place.
+        let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        // SAFETY: `deserialize_file` maps and runs the native code in this
+        // file. It is exactly what `store` wrote for this component and
+        // engine: opened without following links, owned by us and not
+        // writable by others, in a directory likewise, and its hash over
+        // its name and bytes matched the entry's sum. wasmtime also checks
+        // the header and engine compatibility before use.
         #[allow(unsafe_code)]
-        let component = unsafe { Component::deserialize(engine, &artifact) };
+        let component = unsafe { Component::deserialize_file(engine, &by_fd) };
+        drop(file);
         match component {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "unusable cache entry; recompiling");
                 let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(&sum_path);
                 None
             }
         }
     }
 
-    /// Reads and checks an entry: `Ok(None)` when there is none, `Err(why)`
-    /// when there is one we must not use.
-    fn read_entry(&self, name: &str, path: &Path) -> Result<Option<Vec<u8>>, String> {
+    /// Opens one file of an entry and checks it is ours alone: `Ok(None)`
+    /// when there is none.
+    fn open_checked(path: &Path) -> Result<Option<(std::fs::File, u64)>, String> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(path);
-        let mut file = match file {
+        let file = match file {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
@@ -186,16 +198,49 @@ impl CompileCache {
         if meta.len() > MAX_ENTRY_BYTES {
             return Err(format!("{} bytes is too large", meta.len()));
         }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-        if bytes.len() < HEADER || &bytes[..MAGIC.len()] != MAGIC {
-            return Err("not a reagent cache entry".into());
+        Ok(Some((file, meta.len())))
+    }
+
+    /// Opens and checks an entry: the artifact's open file when its sum
+    /// matches, `Ok(None)` when there is no entry, `Err(why)` when there
+    /// is one we must not use.
+    fn checked_entry(
+        &self,
+        name: &str,
+        path: &Path,
+        sum_path: &Path,
+    ) -> Result<Option<std::fs::File>, String> {
+        let Some((mut file, _)) = Self::open_checked(path)? else {
+            return Ok(None);
+        };
+        let Some((mut sum_file, sum_len)) =
+            Self::open_checked(sum_path).map_err(|why| format!("its sum file: {why}"))?
+        else {
+            return Err("it has no sum file".into());
+        };
+        if sum_len != SUM_LEN as u64 {
+            return Err("its sum file is not a reagent cache sum".into());
         }
-        let artifact = bytes.split_off(HEADER);
-        if bytes[MAGIC.len()..] != Self::digest(name, &artifact) {
-            return Err("its sha256 does not match its name and contents".into());
+        let mut sum = [0u8; SUM_LEN];
+        sum_file
+            .read_exact(&mut sum)
+            .map_err(|e| format!("its sum file: {e}"))?;
+        if &sum[..MAGIC.len()] != MAGIC {
+            return Err("its sum file is not a reagent cache sum".into());
         }
-        Ok(Some(artifact))
+        let mut h = Self::hasher(name);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        if h.finalize().as_bytes()[..] != sum[MAGIC.len()..] {
+            return Err("its hash does not match its name and contents".into());
+        }
+        Ok(Some(file))
     }
 
     /// Stores a compilation; failures only cost a recompile later.
@@ -217,7 +262,18 @@ impl CompileCache {
         }
         let artifact = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
         let name = self.name(sha256);
-        let path = self.dir.join(&name);
+        let mut h = Self::hasher(&name);
+        h.update(&artifact);
+        let mut sum = MAGIC.to_vec();
+        sum.extend_from_slice(h.finalize().as_bytes());
+        // The artifact first: an artifact without its sum is not used.
+        self.write_file(&name, &artifact)?;
+        self.write_file(&format!("{name}.sum"), &sum)
+    }
+
+    /// Writes `dir/name` whole (a private temporary file, synced, renamed).
+    fn write_file(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let path = self.dir.join(name);
         let tmp = self.dir.join(format!("{name}.tmp{}", std::process::id()));
         // A stale temporary file of a crashed process with our pid.
         let _ = std::fs::remove_file(&tmp);
@@ -228,9 +284,7 @@ impl CompileCache {
                 .mode(0o600)
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(&tmp)?;
-            file.write_all(MAGIC)?;
-            file.write_all(&Self::digest(&name, &artifact))?;
-            file.write_all(&artifact)?;
+            file.write_all(bytes)?;
             file.sync_all()?;
         }
         if let Err(e) = std::fs::rename(&tmp, &path) {

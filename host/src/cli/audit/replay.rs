@@ -46,7 +46,7 @@ type Loaded = Result<(StrategySource, Arc<Strategy>), String>;
 /// Loads components once per (campaign, role).
 struct Loader<'a> {
     store: &'a Store,
-    sandbox: Option<Sandbox>,
+    sandbox: Option<&'static Sandbox>,
     specs: HashMap<u64, Option<Campaign>>,
     loaded: HashMap<(u64, String), Loaded>,
     events: &'a [RawEvent],

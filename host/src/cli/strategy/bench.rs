@@ -132,7 +132,7 @@ pub fn run(args: BenchArgs, workspace: Option<&Path>) -> anyhow::Result<ExitCode
             }
         }
     };
-    let runs = lab::bench(&plan, &sandbox, &progress)?;
+    let runs = lab::bench(&plan, sandbox, &progress)?;
     let rows = summary::summarise(&runs, &plan.tasks);
     if let Some(path) = &args.plot {
         let svg = summary::plot_svg(&rows)?;
