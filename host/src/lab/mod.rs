@@ -105,6 +105,27 @@ pub struct Run {
     pub host_ms: f64,
 }
 
+impl Run {
+    /// A run of nothing yet: the baseline is the best and the hand-back.
+    pub fn start(task: &str, method: &str, budget: u32, seed: u64, baseline: f64) -> Run {
+        Run {
+            task: task.into(),
+            method: method.into(),
+            budget,
+            seed,
+            baseline,
+            best_so_far: Vec::new(),
+            chosen: baseline,
+            beat_holdout: false,
+            trials: 0,
+            failed: 0,
+            trial_secs: 0.0,
+            failed_secs: 0.0,
+            host_ms: 0.0,
+        }
+    }
+}
+
 /// What to bench.
 pub struct Plan {
     pub tasks: Vec<Task>,
@@ -426,21 +447,7 @@ pub fn engine_result(store: &Store, id: u64, task: &Task) -> anyhow::Result<Run>
     trials.sort_by_key(|t| t.id);
     let baseline = task.truth(&task.baseline()).unwrap_or(f64::NAN);
     let mut best = baseline;
-    let mut run = Run {
-        task: task.name.clone(),
-        method: String::new(),
-        budget: 0,
-        seed: 0,
-        baseline,
-        best_so_far: Vec::new(),
-        chosen: baseline,
-        beat_holdout: false,
-        trials: 0,
-        failed: 0,
-        trial_secs: 0.0,
-        failed_secs: 0.0,
-        host_ms: 0.0,
-    };
+    let mut run = Run::start(&task.name, "", 0, 0, baseline);
     for t in trials.iter().filter(|t| t.handle.is_some()) {
         let secs = t.outcome.as_ref().map_or(0.0, |o| o.wall_secs);
         run.trials += 1;

@@ -29,21 +29,8 @@ impl Search {
     pub fn into_run(self, task: &Task, label: &str, j: Job) -> Run {
         let task = task.with_instance(j.seed);
         let baseline = task.truth(&task.baseline()).unwrap_or(f64::NAN);
-        let mut run = Run {
-            task: task.name.clone(),
-            method: label.into(),
-            budget: j.budget,
-            seed: j.seed,
-            baseline,
-            best_so_far: Vec::new(),
-            chosen: baseline,
-            beat_holdout: false,
-            trials: 0,
-            failed: 0,
-            trial_secs: 0.0,
-            failed_secs: 0.0,
-            host_ms: self.host_ms,
-        };
+        let mut run = Run::start(&task.name, label, j.budget, j.seed, baseline);
+        run.host_ms = self.host_ms;
         let mut best = baseline;
         let mut chosen: Option<(usize, f64)> = None;
         for (i, (config, eval)) in self.evals.iter().enumerate() {

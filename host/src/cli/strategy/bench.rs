@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use crate::cli::term;
 use crate::lab::summary::{self, Row, TARGET_SHARE};
-use crate::lab::tasks::{self, SHIPPED, Task};
+use crate::lab::tasks::{SHIPPED, Task};
 use crate::lab::{self, Method, OptunaSetup, Plan};
 use crate::strategy::StrategySource;
 use crate::workspace::Workspace;
@@ -195,8 +196,6 @@ impl Table {
     }
 }
 
-use crate::cli::term;
-
 fn optuna_setup(methods: &[Method], python: Option<&Path>) -> anyhow::Result<Option<OptunaSetup>> {
     if !methods.iter().any(|m| matches!(m, Method::Optuna(_))) {
         return Ok(None);
@@ -362,6 +361,5 @@ pub fn task_job(spec: &str, instance: u64) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot write {path}"))?,
         Err(_) => print!("{text}"),
     }
-    let _ = tasks::METRIC;
     Ok(ExitCode::SUCCESS)
 }
