@@ -176,6 +176,11 @@ impl<'a> Slate<'a> {
         }
     }
 
+    /// Changes how many hypotheses the slate takes in all.
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+
     pub fn is_full(&self) -> bool {
         self.items.len() >= self.max
     }

@@ -4,11 +4,15 @@
 //! explores with [`validate`]'s single steps).
 //!
 //! - **validate** tries single changes from baseline, one knob at a time,
-//!   covering as many knobs as the slate allows ([`validate`]);
+//!   covering as many knobs as the slate allows, and when the slate has
+//!   room after every knob's first step, a space-filling design over all
+//!   knobs at once so interactions show early ([`validate`], [`design`]);
 //! - **combine** merges the changes that helped: their union, pairs, and
 //!   leave-one-out variants ([`combine`]);
-//! - **exploit** searches locally around the best configuration, ranking
-//!   random neighbours with a Gaussian-process surrogate ([`exploit`]).
+//! - **exploit** ranks candidates with a Gaussian-process surrogate (one
+//!   length scale per knob) by expected improvement: random neighbours of
+//!   the best configurations, lines through the best one, and points
+//!   anywhere in the space ([`exploit`]).
 //!
 //! Every phase lists only knobs that differ from baseline, clamps values
 //! into range, never re-proposes a configuration already in history, and
@@ -23,6 +27,7 @@ use reagent_sdk::{Context, Generator, Hypothesis};
 
 pub mod combine;
 pub mod common;
+pub mod design;
 pub mod exploit;
 mod surrogate;
 pub mod validate;

@@ -21,6 +21,7 @@ use crate::common::{
 const INSIGHT_LIMIT: usize = 64;
 
 /// One candidate single change of one knob.
+#[derive(Clone)]
 pub struct Step {
     pub value: Value,
     /// Why this value, when there is evidence for it (appended to the
@@ -44,7 +45,19 @@ struct Hint {
     metric: String,
 }
 
+/// Three-phase's validate: every knob's first step, a space-filling
+/// design when the slate has room (see [`design_size`]), then the other
+/// steps.
 pub fn propose(ctx: &Context, max: u32) -> Vec<Hypothesis> {
+    slate(ctx, max, true)
+}
+
+/// Single changes only, dealt as [`propose`] deals them.
+pub fn single_changes(ctx: &Context, max: u32) -> Vec<Hypothesis> {
+    slate(ctx, max, false)
+}
+
+fn slate(ctx: &Context, max: u32, with_design: bool) -> Vec<Hypothesis> {
     let past = Past::load(ctx);
     let mut slate = Slate::new(ctx, &past, max);
     let failures = known_failures(ctx);
@@ -68,16 +81,71 @@ pub fn propose(ctx: &Context, max: u32) -> Vec<Hypothesis> {
     });
     let hinted = plans.iter().filter(|p| p.0.is_some()).count();
     let plans: Vec<KnobSteps> = plans.into_iter().map(|p| p.1).collect();
-    let knobs_covered = deal(ctx, &mut slate, &plans, &failures);
+
+    // First every knob's first step, then a space-filling design, then the
+    // remaining steps (see `design_size`).
+    let design = if with_design {
+        design_size(ctx.knobs.len(), max as usize, past.tried.len())
+    } else {
+        0
+    };
+    let mut knobs_covered = BTreeSet::new();
+    let mut designed = 0;
+    if design > 0 {
+        // Known failures wait for the full deal, which puts them last.
+        let base = baseline(ctx);
+        let first: Vec<KnobSteps> = plans
+            .iter()
+            .map(|p| KnobSteps {
+                knob: p.knob,
+                steps: p
+                    .steps
+                    .iter()
+                    .take(1)
+                    .filter(|s| {
+                        let config = with_value(&base, p.knob, s.value.clone());
+                        !failures.contains(&config_key(ctx, &config))
+                    })
+                    .cloned()
+                    .collect(),
+            })
+            .collect();
+        slate.set_max((max as usize).saturating_sub(design));
+        knobs_covered = deal(ctx, &mut slate, &first, &failures);
+        slate.set_max(max as usize);
+        let mut avoid = vec![baseline(ctx)];
+        avoid.extend(
+            past.hypotheses
+                .iter()
+                .map(|h| config_of(ctx, &h.assignments)),
+        );
+        let points = crate::design::hypercube(ctx, design, ctx.seed, &avoid);
+        designed = crate::design::offer(ctx, &mut slate, &points, design);
+    }
+    knobs_covered.extend(deal(ctx, &mut slate, &plans, &failures));
 
     reagent_sdk::log::info(&format!(
-        "validate: proposed {} single changes over {} of {} knobs (max {max}, {} configurations in history, {hinted} knobs with positive insights)",
-        slate.items.len(),
+        "validate: proposed {} single changes over {} of {} knobs and {designed} design points (max {max}, {} configurations in history, {hinted} knobs with positive insights)",
+        slate.items.len() - designed,
         knobs_covered.len(),
         ctx.knobs.len(),
         past.tried.len().saturating_sub(1),
     ));
     slate.items
+}
+
+/// How many space-filling design points validate proposes, given the
+/// number of knobs, the slate size and how many configurations were
+/// already tried (the baseline counts one). With one knob the single steps
+/// are the design; otherwise, once every knob has its first step, the
+/// design takes what is left up to two points per knob, and only in the
+/// first validate call (`tried` is 1), so a later call goes on with the
+/// single steps.
+pub fn design_size(knobs: usize, max: usize, tried: usize) -> usize {
+    if knobs < 2 || tried > 1 || max < knobs + 2 {
+        return 0;
+    }
+    (max - knobs).min(2 * knobs)
 }
 
 /// Adds single changes to `slate` until it is full: the first step of every

@@ -19,9 +19,15 @@ pub fn call(host: MockHost, ctx: &Context, max: u32) -> (Vec<Hypothesis>, MockHo
 }
 
 /// Three-phase's answer to the same call.
+/// Three-phase's answer; in validate, its single changes (the researcher
+/// explores with single steps and leaves the design to three-phase).
 pub fn three_phase(host: MockHost, ctx: &Context, max: u32) -> Vec<Hypothesis> {
     install(host);
-    let out = tactics::ThreePhase::propose(ctx, max);
+    let out = if ctx.phase == reagent_sdk::Phase::Validate {
+        tactics::validate::single_changes(ctx, max)
+    } else {
+        tactics::ThreePhase::propose(ctx, max)
+    };
     take();
     out
 }

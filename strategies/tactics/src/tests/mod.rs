@@ -7,6 +7,7 @@ use crate::ThreePhase;
 pub use crate::fixtures::*;
 
 mod combine;
+mod design;
 mod exploit;
 mod simulation;
 mod validate;

@@ -24,11 +24,17 @@ fn knob_names(out: &[Hypothesis]) -> Vec<String> {
     out.iter().map(|h| h.assignments[0].knob.clone()).collect()
 }
 
+/// The single changes of a slate (without the design points).
+fn singles(out: Vec<Hypothesis>) -> Vec<Hypothesis> {
+    out.into_iter().filter(|h| h.category != "design").collect()
+}
+
 #[test]
 fn validate_covers_every_knob_kind_with_valid_single_changes() {
     let ctx = context(Phase::Validate, knobs());
     let (out, host) = call(MockHost::default(), &ctx, 100);
     assert_contract(&ctx, &host, &out, 100);
+    let out = singles(out);
     assert!(
         out.iter()
             .all(|h| h.assignments.len() == 1 && h.parents.is_empty())
@@ -79,8 +85,9 @@ fn validate_deals_round_robin_over_knobs_within_max() {
         assert_eq!(distinct.len(), max as usize, "{:?}", knob_names(&out));
     }
     // Second pass: the other direction of each numeric knob before any
-    // knob's third step.
-    let (out, _) = call(MockHost::default(), &ctx, 9);
+    // knob's third step (after the design points).
+    let (out, _) = call(MockHost::default(), &ctx, 9 + 10);
+    let out = singles(out);
     assert_eq!(
         knob_names(&out),
         [
@@ -141,6 +148,7 @@ fn validate_skips_steps_that_clamp_to_baseline() {
     );
     let (out, host) = call(MockHost::default(), &ctx, 10);
     assert_contract(&ctx, &host, &out, 10);
+    let out = singles(out);
     let titles: Vec<&str> = out.iter().map(|h| h.title.as_str()).collect();
     assert_eq!(
         titles,
@@ -164,8 +172,10 @@ fn validate_puts_knobs_that_helped_before_first_with_their_value() {
         ..Default::default()
     };
     let ctx = context(Phase::Validate, knobs());
-    let (out, host) = call(host, &ctx, 20);
-    assert_contract(&ctx, &host, &out, 20);
+    // 30 slots: 10 go to the design.
+    let (out, host) = call(host, &ctx, 30);
+    assert_contract(&ctx, &host, &out, 30);
+    let out = singles(out);
     assert_eq!(knob_names(&out)[..3], ["layers", "lr", "dropout"]);
     assert_eq!(out[0].get("layers"), Some(&Value::Int(6)));
     assert!(out[0].rationale.contains("campaign older"));
