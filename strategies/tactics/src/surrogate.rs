@@ -14,10 +14,6 @@ const MISMATCH: f64 = 0.25;
 const LENGTH_SCALES: [f64; 4] = [0.1, 0.2, 0.4, 0.8];
 /// Noise variance as a fraction of the (standardised) signal variance.
 const NOISE_LEVELS: [f64; 2] = [0.03, 0.3];
-/// Per-knob length scales are fitted from this many points on.
-const ARD_MIN_POINTS: usize = 10;
-/// A per-knob change must raise the log marginal likelihood this much.
-const ARD_GAIN: f64 = 0.5;
 
 /// An encoded configuration: a unit position per numeric knob, a choice
 /// index per categorical knob or flag.
@@ -49,72 +45,21 @@ pub struct Surrogate {
     chol: Vec<f64>,
     /// (K + noise·I)⁻¹ y.
     alpha: Vec<f64>,
-    /// The typical length scale (geometric mean over knobs).
     pub length_scale: f64,
-    /// One length scale per knob (automatic relevance determination): a
-    /// knob the data say does not matter gets a long one.
-    scales: Vec<f64>,
     mean: f64,
     scale: f64,
     /// Best posterior mean at an observed point (standardised): the incumbent.
     incumbent: f64,
 }
 
-/// Per-knob squared differences between two encoded configurations.
-fn diffs(a: &Point, b: &Point, categorical: &[bool]) -> Vec<f64> {
-    a.coords
-        .iter()
-        .zip(&b.coords)
-        .zip(categorical)
-        .map(|((x, y), &cat)| {
-            if cat {
-                if x == y { 0.0 } else { MISMATCH }
-            } else {
-                (x - y) * (x - y)
-            }
-        })
-        .collect()
-}
-
-/// Squared distance scaled per knob.
-fn scaled(diffs: &[f64], scales: &[f64]) -> f64 {
-    diffs.iter().zip(scales).map(|(d, l)| d / (l * l)).sum()
-}
-
-/// The log marginal likelihood of standardised values `z` under the kernel
-/// with per-knob `scales` and `noise`, with its factor and weights.
-fn likelihood(
-    d: &[Vec<f64>],
-    n: usize,
-    z: &[f64],
-    scales: &[f64],
-    noise: f64,
-) -> Option<(f64, Vec<f64>, Vec<f64>)> {
-    let mut k: Vec<f64> = d.iter().map(|x| (-0.5 * scaled(x, scales)).exp()).collect();
-    for i in 0..n {
-        k[i * n + i] += noise + 1e-9;
-    }
-    let chol = cholesky(k, n)?;
-    let alpha = solve(&chol, n, z);
-    let fit = -0.5 * z.iter().zip(&alpha).map(|(a, b)| a * b).sum::<f64>()
-        - (0..n).map(|i| chol[i * n + i].ln()).sum::<f64>();
-    Some((fit, chol, alpha))
-}
-
 impl Surrogate {
     /// Fits on `points` with values `ys` (larger is better). `None` with too
     /// few points or no spread to learn from.
-    ///
-    /// The length scale and noise start from the best of a small grid of
-    /// shared values; then, with enough points, each knob's length scale is
-    /// in turn halved, doubled or made long (the knob hardly matters) when
-    /// that raises the marginal likelihood, in two passes.
     pub fn fit(points: Vec<Point>, ys: &[f64], categorical: Vec<bool>) -> Option<Surrogate> {
         let n = points.len();
         if n < 3 || ys.len() != n {
             return None;
         }
-        let dims = categorical.len();
         let mean = ys.iter().sum::<f64>() / n as f64;
         let var = ys.iter().map(|y| (y - mean) * (y - mean)).sum::<f64>() / n as f64;
         if var.is_nan() || var <= 1e-24 {
@@ -122,56 +67,40 @@ impl Surrogate {
         }
         let scale = var.sqrt();
         let z: Vec<f64> = ys.iter().map(|y| (y - mean) / scale).collect();
-        let d: Vec<Vec<f64>> = (0..n * n)
-            .map(|ij| diffs(&points[ij / n], &points[ij % n], &categorical))
+        let d2: Vec<f64> = (0..n * n)
+            .map(|ij| dist2(&points[ij / n], &points[ij % n], &categorical))
             .collect();
 
-        // (log likelihood, scales, noise, factor, weights)
-        type Fit = (f64, Vec<f64>, f64, Vec<f64>, Vec<f64>);
-        let mut best: Option<Fit> = None;
+        let mut best: Option<(f64, f64, Vec<f64>, Vec<f64>)> = None;
         for &ls in &LENGTH_SCALES {
             for &noise in &NOISE_LEVELS {
-                let scales = vec![ls; dims];
-                let Some((fit, chol, alpha)) = likelihood(&d, n, &z, &scales, noise) else {
-                    continue;
-                };
+                let mut k: Vec<f64> = d2.iter().map(|&d| kernel(d, ls)).collect();
+                for i in 0..n {
+                    k[i * n + i] += noise + 1e-9;
+                }
+                let Some(chol) = cholesky(k, n) else { continue };
+                let alpha = solve(&chol, n, &z);
+                let fit = -0.5 * z.iter().zip(&alpha).map(|(a, b)| a * b).sum::<f64>()
+                    - (0..n).map(|i| chol[i * n + i].ln()).sum::<f64>();
                 if best.as_ref().is_none_or(|b| fit > b.0) {
-                    best = Some((fit, scales, noise, chol, alpha));
+                    best = Some((fit, ls, chol, alpha));
                 }
             }
         }
-        let (mut fit, mut scales, noise, mut chol, mut alpha) = best?;
-        if n >= ARD_MIN_POINTS && dims > 1 {
-            for _ in 0..2 {
-                for j in 0..dims {
-                    let current = scales[j];
-                    for factor in [0.5, 2.0, 8.0] {
-                        let mut trial = scales.clone();
-                        trial[j] = (current * factor).clamp(0.05, 6.4);
-                        if let Some((f, c, a)) = likelihood(&d, n, &z, &trial, noise)
-                            && f > fit + ARD_GAIN
-                        {
-                            (fit, scales, chol, alpha) = (f, trial, c, a);
-                        }
-                    }
-                }
-            }
-        }
+        let (_, length_scale, chol, alpha) = best?;
         let incumbent = (0..n)
             .map(|i| {
                 (0..n)
-                    .map(|j| (-0.5 * scaled(&d[i * n + j], &scales)).exp() * alpha[j])
+                    .map(|j| kernel(d2[i * n + j], length_scale) * alpha[j])
                     .sum::<f64>()
             })
             .fold(f64::NEG_INFINITY, f64::max);
-        let length_scale = (scales.iter().map(|l| l.ln()).sum::<f64>() / dims.max(1) as f64).exp();
         Some(Surrogate {
             points,
             categorical,
             chol,
             alpha,
             length_scale,
-            scales,
             mean,
             scale,
             incumbent,
@@ -184,7 +113,7 @@ impl Surrogate {
         let k: Vec<f64> = self
             .points
             .iter()
-            .map(|p| (-0.5 * scaled(&diffs(p, x, &self.categorical), &self.scales)).exp())
+            .map(|p| kernel(dist2(p, x, &self.categorical), self.length_scale))
             .collect();
         let mu = k.iter().zip(&self.alpha).map(|(a, b)| a * b).sum::<f64>();
         let v = forward(&self.chol, n, &k);
@@ -204,6 +133,10 @@ impl Surrogate {
         let z = (mu - self.incumbent) / sd;
         self.scale * ((mu - self.incumbent) * normal_cdf(z) + sd * normal_pdf(z))
     }
+}
+
+fn kernel(d2: f64, length_scale: f64) -> f64 {
+    (-0.5 * d2 / (length_scale * length_scale)).exp()
 }
 
 /// Cholesky factorisation of a symmetric positive-definite n×n matrix.
@@ -291,28 +224,6 @@ mod tests {
         assert!(near_peak > far);
         assert!((near_peak - 0.0).abs() < 0.02, "{near_peak}");
         assert!(model.expected_improvement(&pt(0.6)) > model.expected_improvement(&pt(0.0)));
-    }
-
-    #[test]
-    fn a_knob_that_does_not_matter_gets_a_long_length_scale() {
-        // y depends on the first coordinate only.
-        let mut rng = reagent_sdk::Rng::new(5);
-        let points: Vec<Point> = (0..24)
-            .map(|_| Point {
-                coords: vec![rng.f64(), rng.f64()],
-            })
-            .collect();
-        let ys: Vec<f64> = points.iter().map(|p| (6.0 * p.coords[0]).sin()).collect();
-        let model = Surrogate::fit(points, &ys, vec![false, false]).unwrap();
-        assert!(
-            model.scales[1] >= 4.0 * model.scales[0],
-            "{:?}",
-            model.scales
-        );
-        // Moving along the dead knob barely changes the prediction.
-        let at = |x: f64, y: f64| model.predict(&Point { coords: vec![x, y] }).0;
-        assert!((at(0.25, 0.0) - at(0.25, 1.0)).abs() < 0.1);
-        assert!((at(0.25, 0.5) - at(0.75, 0.5)).abs() > 0.5);
     }
 
     #[test]
