@@ -157,6 +157,11 @@ fn bench_compares_strategies_on_a_tiny_task_with_a_table_json_and_a_plot() {
     // three-phase's validation must find it on every seed.
     let tp = rows.iter().find(|r| r["method"] == "three-phase").unwrap();
     assert!(tp["improvement_q1"].as_f64().unwrap() > 0.03, "{tp:#}");
+    // Fair accounting: of three-phase's 12 trials, 3 measure the baseline
+    // and 6 confirm the winner; random search spends all 12 searching.
+    assert_eq!(tp["search_trials_median"], 3.0, "{tp:#}");
+    let random = rows.iter().find(|r| r["method"] == "random").unwrap();
+    assert_eq!(random["search_trials_median"], 12.0, "{random:#}");
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.starts_with("<svg") && plot.contains("three-phase") && plot.contains("random"));
 
@@ -169,6 +174,7 @@ fn bench_compares_strategies_on_a_tiny_task_with_a_table_json_and_a_plot() {
         "three-phase",
         "random",
         "P(beat on holdout)",
+        "search trials",
     ] {
         assert!(table.contains(needle), "{needle}: {table}");
     }

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use crate::campaign::engine::{Engine, full_config};
 use crate::governance::{self, Identity, policy::Policy};
-use crate::records::campaign::TrialStatus;
+use crate::records::campaign::{Stage, TrialStatus};
 use crate::sandbox::Sandbox;
 use crate::store::Store;
 use crate::strategy::{KnobKind, KnobSpec, StrategySource, Value, render_value};
@@ -97,6 +97,10 @@ pub struct Run {
     /// Whether what it handed back beat the baseline on the holdout metric.
     pub beat_holdout: bool,
     pub trials: u32,
+    /// Trials spent searching: all of a reference method's; a Reagent
+    /// campaign's less its baseline replicates and confirmation runs (what
+    /// it pays for honest statistics).
+    pub search_trials: u32,
     pub failed: u32,
     /// Simulated seconds: all trials, and the failed ones.
     pub trial_secs: f64,
@@ -118,6 +122,7 @@ impl Run {
             chosen: baseline,
             beat_holdout: false,
             trials: 0,
+            search_trials: 0,
             failed: 0,
             trial_secs: 0.0,
             failed_secs: 0.0,
@@ -451,6 +456,9 @@ pub fn engine_result(store: &Store, id: u64, task: &Task) -> anyhow::Result<Run>
     for t in trials.iter().filter(|t| t.handle.is_some()) {
         let secs = t.outcome.as_ref().map_or(0.0, |o| o.wall_secs);
         run.trials += 1;
+        if t.hypothesis != 0 && t.stage != Stage::Confirm {
+            run.search_trials += 1;
+        }
         run.trial_secs += secs;
         if t.status == TrialStatus::Succeeded {
             if let Ok(v) = task.truth(&config_of(spec, &t.assignments)) {

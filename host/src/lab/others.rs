@@ -35,6 +35,7 @@ impl Search {
         let mut chosen: Option<(usize, f64)> = None;
         for (i, (config, eval)) in self.evals.iter().enumerate() {
             run.trials += 1;
+            run.search_trials += 1;
             match eval {
                 Eval::Done { loss, secs, .. } => {
                     run.trial_secs += secs;

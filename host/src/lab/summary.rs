@@ -38,6 +38,8 @@ pub struct Row {
     pub failed_time_share: f64,
     /// Median host time of one campaign, in milliseconds.
     pub host_ms_median: f64,
+    /// Median trials spent searching (see `Run::search_trials`).
+    pub search_trials_median: f64,
     /// Median best-so-far after each trial.
     pub curve: Vec<f64>,
 }
@@ -149,6 +151,10 @@ pub fn summarise(runs: &[Run], tasks: &[Task]) -> Vec<Row> {
                     0.0
                 },
                 host_ms_median: quantile(&sorted(rs.iter().map(|r| r.host_ms).collect()), 0.5),
+                search_trials_median: quantile(
+                    &sorted(rs.iter().map(|r| f64::from(r.search_trials)).collect()),
+                    0.5,
+                ),
                 curve,
             }
         })

@@ -289,6 +289,7 @@ fn print_tables(rows: &[Row], tasks: &[Task], seeds: u64) {
         );
         let mut table = Table::new(&[
             "strategy",
+            "search trials",
             "improvement (median [IQR])",
             "gap closed",
             "P(beat on holdout)",
@@ -302,6 +303,7 @@ fn print_tables(rows: &[Row], tasks: &[Task], seeds: u64) {
         {
             table.row(vec![
                 m.method.clone(),
+                format!("{:.0}", m.search_trials_median),
                 format!(
                     "{} [{} .. {}]",
                     fmt(m.improvement_median),
