@@ -279,7 +279,7 @@ fn matches(line: &str, pattern: &Pattern) -> bool {
 }
 
 /// A log line in quotes, cut to [`EVIDENCE_CHARS`] characters.
-fn quote(line: &str) -> String {
+pub fn quote(line: &str) -> String {
     if line.chars().count() <= EVIDENCE_CHARS {
         format!("\"{line}\"")
     } else {

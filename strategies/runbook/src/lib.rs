@@ -10,10 +10,14 @@
 //! | time limit       | retry with half the epochs/iterations/steps, else exclude |
 //! | infrastructure   | retry                                                     |
 //! | killed           | retry once, then escalate                                 |
-//! | program error    | exclude (it would fail the same way again)                |
-//! | missing metrics  | escalate (the job's metric reporting is broken)           |
-//! | unknown          | retry, then escalate                                      |
+//! | program error    | retry with the change the trainer's message names (`set depth >= 1`), else exclude (it would fail the same way again) |
+//! | missing metrics  | as program error, else escalate (the job's metric reporting is broken) |
+//! | unknown          | as program error, else retry, then escalate               |
 //!
+//! A second retry for memory, divergence or time takes the step twice over
+//! (a quarter of the batch, the learning rate divided by 9): the first fix
+//! was not enough. A named change is taken only when it names one of the
+//! campaign's knobs and a value inside its range ([`remedy::named_fix`]).
 //! Once `attempt` reaches `max_attempts` it never retries: failures caused
 //! by the configuration are excluded, the others escalated.
 
@@ -77,6 +81,24 @@ fn decide(ctx: &Context, failure: &FailureReport, finding: &Finding) -> (Action,
     };
     let no_retries_left = "no retries left";
 
+    // The trainer said what to change, and it is inside the space.
+    if !exhausted
+        && matches!(
+            finding.class,
+            FailureClass::ProgramError | FailureClass::Unknown | FailureClass::MissingMetrics
+        )
+        && let Some((fix, line)) = remedy::named_fix(ctx, failure)
+    {
+        return (
+            Action::RetryWith(retry_assignments(failure, &fix)),
+            format!(
+                "Retrying with {}, the change the trainer's message names: {}.",
+                fix.describe(),
+                classify::quote(&line)
+            ),
+        );
+    }
+
     match finding.class {
         FailureClass::OutOfMemory | FailureClass::Divergence | FailureClass::TimeLimit => {
             if exhausted {
@@ -90,7 +112,11 @@ fn decide(ctx: &Context, failure: &FailureReport, finding: &Finding) -> (Action,
                 ),
                 FailureClass::Divergence => (
                     remedy::lower_learning_rate(ctx, failure),
-                    "the learning rate divided by 3",
+                    if failure.attempt > 1 {
+                        "the learning rate divided by 9: dividing by 3 was not enough"
+                    } else {
+                        "the learning rate divided by 3"
+                    },
                     "no learning-rate knob, or it is already at its lower bound",
                 ),
                 _ => (

@@ -519,3 +519,96 @@ fn evidence_is_trimmed_to_about_200_characters() {
     assert!(quoted.starts_with("RuntimeError"));
     assert!(quoted.chars().count() <= 200, "{}", quoted.chars().count());
 }
+
+#[test]
+fn a_fix_the_trainers_message_names_is_retried_when_inside_the_space() {
+    let mut knobs = knobs();
+    knobs.push(knob(
+        "layers",
+        KnobKind::Int(IntRange { low: 0, high: 8 }),
+        Value::Int(0),
+    ));
+    knobs.push(knob(
+        "dropout",
+        KnobKind::Float(FloatRange {
+            low: 0.0,
+            high: 0.5,
+        }),
+        Value::Float(0.0),
+    ));
+    let ctx = context(knobs);
+    let mut failure = report(
+        Some(1),
+        None,
+        "Traceback (most recent call last):\n  File \"train.py\", line 12\nValueError: dropout has no effect unless layers >= 1; set layers >= 1",
+    );
+    failure.assignments = vec![Assignment {
+        knob: "dropout".into(),
+        value: Value::Float(0.3),
+    }];
+    let d = diagnose(&ctx, &failure);
+    assert_eq!(d.class, FailureClass::ProgramError);
+    // The later mention names the fix (layers, not dropout); the retry
+    // keeps the rest of the configuration.
+    assert_eq!(retry_value(&d, "layers"), Value::Int(1));
+    assert_eq!(retry_value(&d, "dropout"), Value::Float(0.3));
+    assert!(d.rationale.contains("layers 0 → 1"), "{}", d.rationale);
+    assert!(d.rationale.contains("set layers >= 1"), "{}", d.rationale);
+
+    // Other phrasings.
+    for (log, knob, value) in [
+        (
+            "error: batch_size must be at most 256",
+            "batch_size",
+            Value::Int(256),
+        ),
+        (
+            "AssertionError: epochs should be > 40",
+            "epochs",
+            Value::Int(41),
+        ),
+        (
+            "error: requires batch_norm = false",
+            "batch_norm",
+            Value::Flag(false),
+        ),
+        ("ValueError: set `lr` to 0.001", "lr", Value::Float(0.001)),
+    ] {
+        let d = diagnose(&ctx, &report(Some(1), None, log));
+        assert_eq!(retry_value(&d, knob), value, "{log}: {}", d.rationale);
+    }
+
+    // Outside the space, an unknown knob, no advice, or no retries left:
+    // excluded as before.
+    for log in [
+        "error: batch_size must be at least 1024",
+        "error: set num_leaves <= 64",
+        "error: batch_size=64 failed to parse the file",
+    ] {
+        let d = diagnose(&ctx, &report(Some(1), None, log));
+        assert_eq!(d.action, Action::Exclude, "{log}: {}", d.rationale);
+    }
+    let mut last = report(Some(1), None, "error: set epochs >= 40");
+    last.attempt = 3;
+    assert_eq!(diagnose(&ctx, &last).action, Action::Exclude);
+}
+
+#[test]
+fn a_second_retry_takes_a_bigger_step() {
+    let ctx = context(knobs());
+    let log = "step 10 loss nan\nValueError: loss is NaN";
+    let mut again = report(Some(1), None, log);
+    again.attempt = 2;
+    again.assignments = vec![Assignment {
+        knob: "lr".into(),
+        value: Value::Float(0.09),
+    }];
+    let d = diagnose(&ctx, &again);
+    assert_eq!(retry_value(&d, "lr"), Value::Float(0.01));
+    assert!(d.rationale.contains("divided by 9"), "{}", d.rationale);
+
+    let mut oom = report(Some(1), None, CUDA_OOM);
+    oom.attempt = 2;
+    let d = diagnose(&ctx, &oom);
+    assert_eq!(retry_value(&d, "batch_size"), Value::Int(32));
+}
