@@ -489,6 +489,9 @@ pub struct RunEnd {
 
 /// How often a waiting foreground driver looks at its stop flag.
 const STOP_POLL: Duration = Duration::from_millis(100);
+/// How often a foreground driver looks at running trials' curves when a
+/// campaign stops losing trials early (detached campaigns look at wakes).
+const STOPPING_POLL: Duration = Duration::from_millis(500);
 
 /// `reagent run`: drives campaign `id` (with its workspace peers) until it
 /// ends (foreground), until only waiting is left (detach), or until `stop`
@@ -562,6 +565,7 @@ pub fn run(
         // socket (their jobs' wakes come to us); stop when `id` ends.
         let passes = pass(ws, &store, sandbox, None, &mut cache, progress)?;
         reply(std::mem::take(&mut waiting));
+        let passes_in_flight = passes.iter().any(|(_, p)| p.in_flight > 0);
         let current = match passes.into_iter().find(|(c, _)| *c == id) {
             Some((_, p)) => p,
             None => {
@@ -598,6 +602,16 @@ pub fn run(
         // a wake that raced our start may have driven a step without us).
         // Wake up for the next approval request that falls due, too.
         let mut wait = Duration::from_secs(10);
+        // Early stopping reads running trials' curves: look often while a
+        // campaign with a `[stopping]` rule has trials running.
+        if store
+            .campaigns()?
+            .iter()
+            .any(|c| c.state.is_active() && c.spec.stopping.is_some())
+            && passes_in_flight
+        {
+            wait = wait.min(STOPPING_POLL);
+        }
         let now = crate::store::now_ms();
         for a in store.approvals()? {
             if a.state == crate::governance::ApprovalState::Pending {

@@ -21,6 +21,7 @@ mod python;
 mod recording;
 mod researcher;
 mod slurm;
+mod stopping;
 mod support;
 mod surface;
 mod tidy;

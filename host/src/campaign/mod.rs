@@ -6,4 +6,5 @@ pub mod engine;
 pub mod learned;
 pub mod report;
 pub mod stats;
+pub mod stopping;
 pub mod view;

@@ -27,7 +27,23 @@ pub struct Report {
     pub budget: BudgetOut,
     pub phases: Vec<PhaseOut>,
     pub failures: Vec<FailureOut>,
+    /// Early stopping, when the campaign has a `[stopping]` rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopping: Option<StoppingOut>,
     pub note: Option<String>,
+}
+
+/// What early stopping did: the trials it stopped, what they cost, and an
+/// estimate of the CPU they did not use (each stopped trial's run time
+/// short of the completed trials' median, times its CPUs).
+#[derive(Debug, Clone, Serialize)]
+pub struct StoppingOut {
+    pub metric: String,
+    pub stopped: usize,
+    pub cpu_hours_spent: f64,
+    pub cpu_hours_saved: f64,
+    /// Median run time of the completed trials, in seconds.
+    pub typical_secs: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -61,6 +77,8 @@ pub struct Counts {
     pub total: usize,
     pub succeeded: usize,
     pub failed: usize,
+    /// Stopped early by the `[stopping]` rule.
+    pub stopped: usize,
     pub excluded: usize,
 }
 
@@ -155,8 +173,44 @@ pub fn build(view: &View) -> Report {
         },
         phases: phases(view),
         failures: failures(view),
+        stopping: stopping_out(view),
         note: view.row.note.clone(),
     }
+}
+
+fn stopping_out(view: &View) -> Option<StoppingOut> {
+    let rule = view.row.spec.stopping.as_ref()?;
+    let mut secs: Vec<f64> = view
+        .trials
+        .iter()
+        .filter(|t| t.status == TrialStatus::Succeeded)
+        .filter_map(|t| t.outcome.as_ref().map(|o| o.wall_secs))
+        .collect();
+    secs.sort_by(f64::total_cmp);
+    let typical_secs = secs.get(secs.len() / 2).copied().unwrap_or(0.0);
+    let cpus = view.row.spec.job.resources.cpus;
+    let stopped: Vec<_> = view
+        .trials
+        .iter()
+        .filter(|t| t.status == TrialStatus::Stopped)
+        .collect();
+    let cpu_hours_saved = stopped
+        .iter()
+        .map(|t| {
+            let ran = match (t.launched_ms, t.finished_ms) {
+                (Some(l), Some(f)) => f.saturating_sub(l) as f64 / 1000.0,
+                _ => 0.0,
+            };
+            (typical_secs - ran).max(0.0) * cpus / 3600.0
+        })
+        .sum();
+    Some(StoppingOut {
+        metric: rule.metric.clone(),
+        stopped: stopped.len(),
+        cpu_hours_spent: stopped.iter().map(|t| t.spent_cpu).sum(),
+        cpu_hours_saved,
+        typical_secs,
+    })
 }
 
 /// The baseline's and the winner's summaries, and whether they come from
@@ -297,6 +351,10 @@ fn counts(view: &View) -> Counts {
             .iter()
             .filter(|t| t.status == TrialStatus::Failed)
             .count(),
+        stopped: launched
+            .iter()
+            .filter(|t| t.status == TrialStatus::Stopped)
+            .count(),
         excluded: view
             .hypotheses
             .iter()
@@ -434,6 +492,12 @@ pub fn markdown(r: &Report) -> String {
         "- Compute: {:.3} of {} CPU-hours, {:.3} of {} GPU-hours; {} trials ({} succeeded, {} failed) of at most {}\n",
         r.spent.cpu_hours, r.budget.cpu_hours, r.spent.gpu_hours, r.budget.gpu_hours, r.trials.total, r.trials.succeeded, r.trials.failed, r.budget.max_trials
     ));
+    if let Some(st) = &r.stopping {
+        s.push_str(&format!(
+            "- Early stopping on {}: {} trial(s) stopped, {:.3} CPU-hours spent on them, about {:.3} CPU-hours saved (each stopped trial's run time short of the completed trials' median, {:.0} s)\n",
+            st.metric, st.stopped, st.cpu_hours_spent, st.cpu_hours_saved, st.typical_secs
+        ));
+    }
     if let Some(n) = &r.note {
         s.push_str(&format!("- Note: {n}\n"));
     }

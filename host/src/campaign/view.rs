@@ -225,7 +225,12 @@ impl View {
                     TrialStatus::Succeeded => crate::strategy::TrialStatus::Succeeded,
                     TrialStatus::Failed => crate::strategy::TrialStatus::Failed,
                     TrialStatus::Dropped => crate::strategy::TrialStatus::Excluded,
-                    TrialStatus::Cancelled => crate::strategy::TrialStatus::Cancelled,
+                    // A stopped trial reads as cancelled, its objective the
+                    // best intermediate value it reached (a lower-fidelity
+                    // result).
+                    TrialStatus::Cancelled | TrialStatus::Stopped => {
+                        crate::strategy::TrialStatus::Cancelled
+                    }
                 },
                 objective: t.objective,
                 objective_stderr: t.objective_stderr,

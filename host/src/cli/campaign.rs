@@ -604,8 +604,15 @@ pub fn run(ws: &Workspace, target: &str, detach: bool, yes: bool) -> anyhow::Res
     let r = report::build(&view);
     println!();
     println!("{}", r.verdict);
+    let stopped = match &r.stopping {
+        Some(st) => format!(
+            ", {} stopped early (about {:.3} CPU-hours saved)",
+            st.stopped, st.cpu_hours_saved
+        ),
+        None => String::new(),
+    };
     println!(
-        "full report: reagent report {id}   (trials: {} run, {} failed; {:.3} CPU-hours)",
+        "full report: reagent report {id}   (trials: {} run, {} failed{stopped}; {:.3} CPU-hours)",
         r.trials.total, r.trials.failed, r.spent.cpu_hours
     );
     Ok(match view.row.state {
@@ -638,6 +645,7 @@ fn status_json(store: &Store, c: &CampaignRow) -> anyhow::Result<serde_json::Val
             "running": view.in_flight(),
             "succeeded": count(TrialStatus::Succeeded),
             "failed": count(TrialStatus::Failed),
+            "stopped": count(TrialStatus::Stopped),
         },
         "baseline": view.baseline(),
         "best": best.map(|(h, s, e)| serde_json::json!({"hypothesis": h, "mean": s.mean, "n": s.n, "improvement": e})),
@@ -750,6 +758,7 @@ pub fn trials(ws: &Workspace, id: u64, json: bool) -> anyhow::Result<ExitCode> {
                     "attempt": t.attempt,
                     "assignments": assignments,
                     "changes": t.assignments.iter().map(|a| (a.knob.clone(), crate::strategy::value_json(&a.value))).collect::<serde_json::Map<_, _>>(),
+                    "objective": t.objective,
                     "metrics": t.metrics,
                     "failure": t.diagnosis.as_ref().map(|d| crate::strategy::failure_class_name(d.class)),
                     "action": t.action_taken,

@@ -65,4 +65,8 @@ impl Backend for Dispatch {
     fn logs(&self, handle: &JobHandle, tail_bytes: usize) -> anyhow::Result<String> {
         self.for_key(&handle.key).logs(handle, tail_bytes)
     }
+
+    fn progress(&self, handle: &JobHandle) -> anyhow::Result<Option<super::Curves>> {
+        self.for_key(&handle.key).progress(handle)
+    }
 }

@@ -336,6 +336,10 @@ impl Backend for LocalBackend {
         let err = tail_file(&dir.join(STDERR_FILE), tail_bytes, usize::MAX);
         Ok(format!("stdout:\n{out}\nstderr:\n{err}\n"))
     }
+
+    fn progress(&self, handle: &JobHandle) -> anyhow::Result<Option<super::Curves>> {
+        Ok(progress_in(&self.job_dir(&handle.key)?))
+    }
 }
 
 /// `Finished` if the folder has an exit status, with metrics and log tail.
@@ -430,16 +434,12 @@ pub(crate) fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// The full outcome of a finished job: its exit record plus the metrics and
-/// log tail read from the folder.
-pub fn read_outcome(dir: &Path, record: ExitRecord) -> JobOutcome {
-    let mut metrics_errors = Vec::new();
-    let source = match read_spec(dir) {
-        Ok(spec) => spec.metrics,
-        Err(e) => {
-            metrics_errors.push(format!("{e:#}"));
-            MetricsSource::Jsonl
-        }
+/// What a job in `dir` has reported so far (its spec names the source),
+/// with a note when the spec is unreadable.
+fn read_metrics(dir: &Path) -> (metrics::Metrics, Option<String>) {
+    let (source, note) = match read_spec(dir) {
+        Ok(spec) => (spec.metrics, None),
+        Err(e) => (MetricsSource::Jsonl, Some(format!("{e:#}"))),
     };
     let m = match &source {
         MetricsSource::Jsonl => metrics::read_jsonl_file(&dir.join(OUT_DIR).join(METRICS_FILE)),
@@ -449,6 +449,23 @@ pub fn read_outcome(dir: &Path, record: ExitRecord) -> JobOutcome {
             metrics::parse_regex(pattern, &[&out, &err])
         }
     };
+    (m, note)
+}
+
+/// The curves a running job in `dir` has reported so far (a folder that
+/// is not a plain directory reports nothing).
+pub(crate) fn progress_in(dir: &Path) -> Option<super::Curves> {
+    if folder_kind(dir) != Folder::Dir {
+        return None;
+    }
+    Some(read_metrics(dir).0.curves)
+}
+
+/// The full outcome of a finished job: its exit record plus the metrics and
+/// log tail read from the folder.
+pub fn read_outcome(dir: &Path, record: ExitRecord) -> JobOutcome {
+    let (m, note) = read_metrics(dir);
+    let mut metrics_errors: Vec<String> = note.into_iter().collect();
     let capped = m.cap_notes();
     metrics_errors.extend(m.errors);
     metrics_errors.extend(capped);

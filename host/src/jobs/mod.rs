@@ -135,7 +135,15 @@ pub trait Backend: Send + Sync {
     fn cancel(&self, handle: &JobHandle) -> anyhow::Result<()>;
     /// The last `tail_bytes` of the job's stdout and stderr.
     fn logs(&self, handle: &JobHandle, tail_bytes: usize) -> anyhow::Result<String>;
+    /// The curves a running job has reported so far, for early stopping;
+    /// `None` where the backend cannot see them.
+    fn progress(&self, _handle: &JobHandle) -> anyhow::Result<Option<Curves>> {
+        Ok(None)
+    }
 }
+
+/// Reported (step, value) points per metric.
+pub type Curves = BTreeMap<String, Vec<(u32, f64)>>;
 
 /// What every job gets from the supervisor's environment, when set: the
 /// basics of a login session and what ML jobs commonly need. `PREFIX_*`

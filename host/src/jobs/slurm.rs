@@ -544,6 +544,11 @@ impl Backend for SlurmBackend {
         run("scancel", &[&handle.id]).map(|_| ())
     }
 
+    fn progress(&self, handle: &JobHandle) -> anyhow::Result<Option<super::Curves>> {
+        // The job folder is on the shared file system.
+        Ok(local::progress_in(&self.dir(&handle.key)?))
+    }
+
     fn logs(&self, handle: &JobHandle, tail_bytes: usize) -> anyhow::Result<String> {
         let dir = self.dir(&handle.key)?;
         if let Some(JobState::Lost(why)) = local::folder_lost(&dir, &handle.key) {

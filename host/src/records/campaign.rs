@@ -219,6 +219,10 @@ pub enum TrialStatus {
     /// Never launched: its hypothesis was excluded, or the campaign ended.
     Dropped,
     Cancelled,
+    /// Stopped early by the campaign's `[stopping]` rule: it was losing.
+    /// Its best intermediate value is kept as a lower-fidelity result; it
+    /// is never a winner.
+    Stopped,
 }
 
 impl TrialStatus {
@@ -231,6 +235,7 @@ impl TrialStatus {
             TrialStatus::Failed => "failed",
             TrialStatus::Dropped => "dropped",
             TrialStatus::Cancelled => "cancelled",
+            TrialStatus::Stopped => "stopped",
         }
     }
 
@@ -396,6 +401,22 @@ pub enum EventBody {
     TrialDropped {
         id: u64,
         reason: String,
+    },
+    /// The `[stopping]` rule stopped a running trial. The inputs of the
+    /// decision are recorded so that it replays: the trial's best value so
+    /// far of `metric` at `step`, and each completed trial's report at that
+    /// step (`references`: trial id and value), whose median it lost to.
+    TrialStopped {
+        id: u64,
+        metric: String,
+        step: u32,
+        value: f64,
+        references: Vec<(u64, f64)>,
+        median: f64,
+        /// Seconds it had run, and the median run time of the completed
+        /// trials: their difference times its CPUs is the CPU saved.
+        ran_secs: f64,
+        typical_secs: f64,
     },
     CampaignFinished {
         state: CampaignState,

@@ -173,6 +173,30 @@ pub struct Campaign {
     /// existed keep their hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm: Option<crate::llm::LlmConfig>,
+    /// Early stopping of losing trials, when the file has `[stopping]`.
+    /// Absent from the serialised spec when unset (plans approved before it
+    /// existed keep their hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopping: Option<StoppingSpec>,
+}
+
+/// `[stopping]`: the median stopping rule on an intermediate metric. A
+/// running trial that has reported step `s >= min_steps` is stopped when
+/// the best value it reported so far is worse (in the objective's
+/// direction) than the median of what the completed trials reported at
+/// the same step (their last report at or before `s`), once at least
+/// `min_trials` completed trials have reported by then.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoppingSpec {
+    /// The intermediate metric (default: the objective's).
+    pub metric: String,
+    pub min_steps: u32,
+    pub min_trials: u32,
+}
+
+impl StoppingSpec {
+    pub const DEFAULT_MIN_STEPS: u32 = 1;
+    pub const DEFAULT_MIN_TRIALS: u32 = 3;
 }
 
 impl Campaign {

@@ -22,6 +22,22 @@ pub(super) struct CampaignFile {
     pub(super) policy: PolicyFile,
     #[serde(default)]
     pub(super) llm: Option<Spanned<LlmFile>>,
+    #[serde(default)]
+    pub(super) stopping: Option<Spanned<StoppingFile>>,
+}
+
+/// `[stopping]`: early stopping of losing trials.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StoppingFile {
+    #[serde(default)]
+    pub(super) rule: Option<String>,
+    #[serde(default)]
+    pub(super) metric: Option<String>,
+    #[serde(default)]
+    pub(super) min_steps: Option<u32>,
+    #[serde(default)]
+    pub(super) min_trials: Option<u32>,
 }
 
 /// `[llm]`: the language-model endpoint a granted strategy may use.

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::raw::{BudgetFile, CampaignFile, LlmFile, ObjectiveSection, PolicyFile, StrategiesFile};
+use super::raw::{
+    BudgetFile, CampaignFile, LlmFile, ObjectiveSection, PolicyFile, StoppingFile, StrategiesFile,
+};
 use super::{
     Budget, Campaign, ConfigError, DEFAULT_EXPIRY_MS, Guard, Locator, ObjectiveSpec, PhaseSplit,
-    Policy, Resources, StrategiesConfig, job, knobs, parse_duration, valid_name,
+    Policy, Resources, StoppingSpec, StrategiesConfig, job, knobs, parse_duration, valid_name,
 };
 use crate::limits::Limits;
 use crate::llm::LlmConfig;
@@ -46,6 +48,7 @@ pub(super) fn campaign(
         ));
     }
     job.pass_env = job::pass_env(loc, &raw.job, llm.as_ref())?;
+    let stopping = stopping(loc, raw.stopping.as_ref(), &objective)?;
     Ok(Campaign {
         name,
         description: raw.campaign.description,
@@ -57,6 +60,7 @@ pub(super) fn campaign(
         strategies,
         policy,
         llm,
+        stopping,
     })
 }
 
@@ -325,6 +329,44 @@ fn policy(loc: &Locator, raw: &PolicyFile) -> Result<Policy, ConfigError> {
         },
         ask_for_budget: raw.ask_for_budget,
     })
+}
+
+/// `[stopping]`, when present: the rule (only `median`), the intermediate
+/// metric (the objective's by default) and the thresholds.
+fn stopping(
+    loc: &Locator,
+    raw: Option<&Spanned<StoppingFile>>,
+    objective: &ObjectiveSpec,
+) -> Result<Option<StoppingSpec>, ConfigError> {
+    let Some(s) = raw else {
+        return Ok(None);
+    };
+    let f = s.get_ref();
+    if let Some(rule) = &f.rule
+        && rule != "median"
+    {
+        return Err(loc.at(
+            s.span(),
+            format!("stopping.rule {rule:?}: the only rule is \"median\" (stop a trial whose best so far is worse than the median of completed trials at the same step)"),
+        ));
+    }
+    let metric = f.metric.clone().unwrap_or_else(|| objective.metric.clone());
+    if metric.trim().is_empty() {
+        return Err(loc.at(s.span(), "stopping.metric is empty"));
+    }
+    let min_steps = f.min_steps.unwrap_or(StoppingSpec::DEFAULT_MIN_STEPS);
+    let min_trials = f.min_trials.unwrap_or(StoppingSpec::DEFAULT_MIN_TRIALS);
+    if min_steps == 0 || min_trials == 0 {
+        return Err(loc.at(
+            s.span(),
+            "stopping.min_steps and stopping.min_trials must be at least 1",
+        ));
+    }
+    Ok(Some(StoppingSpec {
+        metric,
+        min_steps,
+        min_trials,
+    }))
 }
 
 /// `[llm]`, when present: the endpoint and its limits, checked.

@@ -7,6 +7,7 @@
 //! (`Launching`, with its idempotency key and reservation) before it is
 //! submitted, so a crash at any point is reconciled by key on the next pass.
 
+mod early;
 mod guardrails;
 mod launch;
 mod llm;
@@ -288,6 +289,7 @@ impl<'a> Engine<'a> {
     /// Launching trials are found or submitted; running ones are polled.
     fn reconcile(&mut self, view: &mut View) -> anyhow::Result<bool> {
         let mut changed = false;
+        let mut refs: Option<early::References> = None;
         let ids: Vec<u64> = view
             .trials
             .iter()
@@ -310,7 +312,23 @@ impl<'a> Engine<'a> {
                 continue;
             };
             match self.backend.status(&handle)? {
-                JobState::Pending | JobState::Running => {}
+                JobState::Pending => {}
+                JobState::Running => {
+                    // The baseline and confirmation runs are the measuring
+                    // stick: never stopped.
+                    let exploring = trial.hypothesis != 0 && trial.stage != Stage::Confirm;
+                    if let Some(rule) = view.row.spec.stopping.as_ref().filter(|_| exploring) {
+                        if refs.is_none() {
+                            let metric = rule.metric.clone();
+                            refs = Some(self.references(view, &metric)?);
+                        }
+                        if let Some(r) = &refs
+                            && self.consider_stopping(view, tid, &handle, r)?
+                        {
+                            changed = true;
+                        }
+                    }
+                }
                 JobState::Finished(outcome) => {
                     self.finish(view, tid, outcome)?;
                     changed = true;

@@ -135,9 +135,9 @@ pub(super) fn replay(
                 );
             };
             let kind = e.kind().unwrap_or_else(|| "?".into());
-            if kind != "strategy-called" {
+            if kind != "strategy-called" && kind != "trial-stopped" {
                 bail!(
-                    "event {seq} is a {kind} event, not a strategy call; list the calls with `reagent audit show`"
+                    "event {seq} is a {kind} event, not a strategy call or an early stop; list the calls with `reagent audit show`"
                 );
             }
             vec![e]
@@ -147,7 +147,11 @@ pub(super) fn replay(
             events
                 .iter()
                 .filter(|e| {
-                    e.campaign == Some(id) && e.kind().as_deref() == Some("strategy-called")
+                    e.campaign == Some(id)
+                        && matches!(
+                            e.kind().as_deref(),
+                            Some("strategy-called" | "trial-stopped")
+                        )
                 })
                 .collect()
         }
@@ -184,6 +188,14 @@ pub(super) fn replay(
     let mut results = Vec::new();
     let mut not_recorded = Vec::new();
     for e in calls {
+        if e.kind().as_deref() == Some("trial-stopped") {
+            let r = replay_stop(&store, &mut loader, e);
+            if !json {
+                print_replayed(&r);
+            }
+            results.push(r);
+            continue;
+        }
         let body: CalledBody = match serde_json::from_str(e.body.get()) {
             Ok(b) => b,
             Err(err) => {
@@ -250,6 +262,92 @@ pub(super) fn replay(
     })
 }
 
+/// What replay needs from a `trial-stopped` event body.
+#[derive(serde::Deserialize)]
+struct StoppedBody {
+    id: u64,
+    metric: String,
+    step: u32,
+    value: f64,
+    references: Vec<(u64, f64)>,
+    median: f64,
+}
+
+/// An early stop decided again: the campaign's `[stopping]` rule applied
+/// to the recorded inputs must stop, and each reference must be what that
+/// trial's stored curve says at the step.
+fn replay_stop(store: &Store, loader: &mut Loader<'_>, e: &RawEvent) -> Replayed {
+    let mut r = Replayed {
+        seq: e.seq,
+        campaign: e.campaign,
+        role: "stopping".into(),
+        identical: false,
+        differences: Vec::new(),
+        fuel: None,
+        host_calls: None,
+    };
+    let body: StoppedBody = match serde_json::from_str(e.body.get()) {
+        Ok(b) => b,
+        Err(err) => {
+            r.differences
+                .push(format!("the event's body is not an early stop: {err}"));
+            return r;
+        }
+    };
+    let Some(campaign) = e.campaign else {
+        r.differences.push("the event names no campaign".into());
+        return r;
+    };
+    let Some(spec) = loader.spec(campaign) else {
+        r.differences
+            .push(format!("campaign {campaign}'s plan cannot be read"));
+        return r;
+    };
+    let Some(rule) = spec.stopping.as_ref() else {
+        r.differences
+            .push("the campaign's plan has no [stopping] rule".into());
+        return r;
+    };
+    if rule.metric != body.metric {
+        r.differences.push(format!(
+            "the rule watches {} but the stop names {}",
+            rule.metric, body.metric
+        ));
+    }
+    for &(tid, value) in &body.references {
+        let stored = store
+            .curves(campaign, tid)
+            .ok()
+            .and_then(|mut c| c.remove(&body.metric))
+            .and_then(|c| crate::campaign::stopping::at_step(&c, body.step));
+        if stored != Some(value) {
+            r.differences.push(format!(
+                "reference trial {tid} at step {}: recorded {value}, its stored curve says {}",
+                body.step,
+                stored.map_or("nothing".into(), |v| v.to_string())
+            ));
+        }
+    }
+    let verdict = crate::campaign::stopping::Verdict {
+        step: body.step,
+        value: body.value,
+        references: body.references,
+        median: body.median,
+    };
+    if !crate::campaign::stopping::stops(rule, spec.objective.direction, &verdict) {
+        r.differences.push(format!(
+            "the rule does not stop trial {} on these inputs (best {} at step {} vs median {} of {} references)",
+            body.id,
+            verdict.value,
+            verdict.step,
+            verdict.median,
+            verdict.references.len()
+        ));
+    }
+    r.identical = r.differences.is_empty();
+    r
+}
+
 fn print_replayed(r: &Replayed) {
     let who = format!(
         "seq {:>5}  {:<4} {:<9}",
@@ -257,7 +355,9 @@ fn print_replayed(r: &Replayed) {
         r.campaign.map_or("-".into(), |c| format!("c{c}")),
         r.role
     );
-    if r.identical {
+    if r.identical && r.fuel.is_none() {
+        println!("{who} identical (the stopping rule stops it on the recorded inputs)");
+    } else if r.identical {
         println!(
             "{who} identical (fuel {}, {} host calls)",
             r.fuel.unwrap_or(0),
