@@ -19,7 +19,8 @@
 //! Knobs (environment): REAGENT_BENCH_OBJECTIVES (noisy,ranker),
 //! REAGENT_BENCH_BUDGETS (30,60), REAGENT_BENCH_SEEDS (3),
 //! REAGENT_BENCH_NOOP_TRIALS (2000), REAGENT_BENCH_STORE_TRIALS (100000),
-//! REAGENT_BENCH_ONLY (search,overhead,hibernation,store,memory).
+//! REAGENT_BENCH_ONLY (search,overhead,hibernation,store,memory; `stopping`,
+//! the ranker with and without early stopping, runs only when named).
 //! Results: target/bench/compare.json.
 
 use std::collections::BTreeMap;
@@ -121,11 +122,24 @@ fn noisy() -> Objective {
 }
 
 fn ranker() -> Objective {
+    ranker_sized(
+        "ranker",
+        &["--users", "300", "--items", "600", "--queries", "900"],
+    )
+}
+
+/// The ranker on click logs of the demo's size, where a trial trains for
+/// seconds (long enough for early stopping to act on).
+fn ranker_demo_size() -> Objective {
+    ranker_sized("ranker-demo-size", &[])
+}
+
+fn ranker_sized(folder: &str, size: &[&str]) -> Objective {
     let root = repo();
     let bin = ranker_bench::ranker_bin();
-    let dir = root.join("target/bench/ranker");
+    let dir = root.join("target/bench").join(folder);
     std::fs::create_dir_all(&dir).unwrap();
-    ranker_bench::ranker_data(&bin, &dir.join("data"), "7");
+    ranker_bench::ranker_data_sized(&bin, &dir.join("data"), "7", size);
     let toml = std::fs::read_to_string(root.join("examples/ranker/campaign.toml"))
         .unwrap()
         // No injected infrastructure flakes: this compares search, not
@@ -242,9 +256,18 @@ struct Run {
     objectives: Vec<Option<f64>>,
     chosen: BTreeMap<String, String>,
     wall: f64,
+    /// CPU-hours the run spent (Reagent's ledger; 0 for Optuna).
+    cpu_hours: f64,
+    /// Trials stopped early (Reagent with `[stopping]`).
+    stopped: u64,
 }
 
 fn run_reagent(obj: &Objective, budget: u32, seed: u64) -> Run {
+    run_reagent_with(obj, budget, seed, "")
+}
+
+/// A Reagent campaign on `obj`, with `extra` appended to its file.
+fn run_reagent_with(obj: &Objective, budget: u32, seed: u64, extra: &str) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let mut toml = std::fs::read_to_string(obj.spec.job.workdir.join(if obj.name == "noisy" {
         "noisy.toml"
@@ -261,7 +284,7 @@ fn run_reagent(obj: &Objective, budget: u32, seed: u64) -> Run {
     set(&mut toml, "max_trials", budget.to_string());
     set(&mut toml, "max_parallel", "1".into());
     set(&mut toml, "cpu_hours", "1000.0".into());
-    toml.push_str(&format!("\n[strategies]\nseed = {seed}\n"));
+    toml.push_str(&format!("\n[strategies]\nseed = {seed}\n{extra}"));
     let file = obj
         .spec
         .job
@@ -318,6 +341,8 @@ fn run_reagent(obj: &Objective, budget: u32, seed: u64) -> Run {
         objectives,
         chosen,
         wall,
+        cpu_hours: report["spent"]["cpu_hours"].as_f64().unwrap_or(f64::NAN),
+        stopped: report["trials"]["stopped"].as_u64().unwrap_or(0),
     }
 }
 
@@ -381,6 +406,8 @@ fn run_optuna(obj: &Objective, budget: u32, seed: u64, sampler: &str) -> Run {
         objectives,
         chosen,
         wall,
+        cpu_hours: 0.0,
+        stopped: 0,
     }
 }
 
@@ -542,6 +569,77 @@ fn search(results: &mut serde_json::Map<String, Json>) {
         );
     }
     results.insert("search".into(), Json::Object(out));
+}
+
+/// Early stopping on the ranker (the demo's data size, so that a trial
+/// trains for seconds): the same campaigns with and without
+/// `[stopping]` (median rule on valid_ne per epoch), same seeds; the final
+/// improvement (validation and held-out) and the CPU-hours each spent.
+fn stopping(results: &mut serde_json::Map<String, Json>) {
+    let obj = ranker_demo_size();
+    let budget = env_num("REAGENT_BENCH_STOPPING_BUDGET", 44) as u32;
+    let seeds = env_num("REAGENT_BENCH_SEEDS", 3);
+    let fresh: Vec<u64> = (5001..5004).collect();
+    let base_cfg = baseline_config(&obj.spec);
+    let base_valid = evaluate(&obj, &base_cfg, 1).0;
+    let base_holdout: f64 = fresh
+        .iter()
+        .map(|s| evaluate(&obj, &base_cfg, *s).1)
+        .sum::<f64>()
+        / fresh.len() as f64;
+    let rule = "\n[stopping]\nmetric = \"valid_ne\"\nmin_steps = 1\nmin_trials = 3\n";
+    println!("\n== ranker · early stopping · {budget} trials · {seeds} seeds ==");
+    let mut table: BTreeMap<&str, Vec<Json>> = BTreeMap::new();
+    for seed in 1..=seeds {
+        for (label, extra) in [("off", ""), ("on", rule)] {
+            let run = run_reagent_with(&obj, budget, seed, extra);
+            let best = *best_so_far(&run.objectives)
+                .last()
+                .unwrap_or(&f64::INFINITY);
+            let held: f64 = fresh
+                .iter()
+                .map(|s| evaluate(&obj, &run.chosen, *s).1)
+                .sum::<f64>()
+                / fresh.len() as f64;
+            println!(
+                "  seed {seed} stopping {label:<3} best {best:.5} (+{:.5}), held-out +{:.5}, {:.4} CPU-hours, {} stopped",
+                base_valid - best,
+                base_holdout - held,
+                run.cpu_hours,
+                run.stopped
+            );
+            table.entry(label).or_default().push(json!({
+                "seed": seed,
+                "improvement": base_valid - best,
+                "heldout_improvement": base_holdout - held,
+                "cpu_hours": run.cpu_hours,
+                "stopped": run.stopped,
+                "wall_secs": run.wall,
+            }));
+        }
+    }
+    let med = |m: &str, key: &str| {
+        let mut v: Vec<f64> = table[m].iter().filter_map(|r| r[key].as_f64()).collect();
+        median(&mut v)
+    };
+    for m in ["off", "on"] {
+        println!(
+            "  median, stopping {m:<3}: improvement {:.5}, held-out {:.5}, {:.4} CPU-hours",
+            med(m, "improvement"),
+            med(m, "heldout_improvement"),
+            med(m, "cpu_hours")
+        );
+    }
+    let cpu_ratio = med("on", "cpu_hours") / med("off", "cpu_hours");
+    println!(
+        "  on / off: CPU-hours {cpu_ratio:.2}x, improvement {:.2}x, held-out {:.2}x",
+        med("on", "improvement") / med("off", "improvement"),
+        med("on", "heldout_improvement") / med("off", "heldout_improvement")
+    );
+    results.insert(
+        "stopping".into(),
+        json!({"budget": budget, "runs": table, "cpu_ratio_on_over_off": cpu_ratio}),
+    );
 }
 
 // ------------------------------------------------------- host's own costs
@@ -862,6 +960,7 @@ fn main() {
     for part in &only {
         match part.as_str() {
             "search" => search(&mut results),
+            "stopping" => stopping(&mut results),
             "overhead" => overhead(&mut results),
             "hibernation" => hibernation(&mut results),
             "store" => store(&mut results),

@@ -51,6 +51,17 @@ pub fn ranker_bin() -> PathBuf {
 /// Small synthetic data from `seed` in `dir` (a trial takes about a
 /// second), generated once.
 pub fn ranker_data(bin: &Path, dir: &Path, seed: &str) {
+    ranker_data_sized(
+        bin,
+        dir,
+        seed,
+        &["--users", "300", "--items", "600", "--queries", "900"],
+    );
+}
+
+/// Click logs of the size `size` asks for (gen-data's flags; none for the
+/// demo's size).
+pub fn ranker_data_sized(bin: &Path, dir: &Path, seed: &str, size: &[&str]) {
     if dir.exists() {
         return;
     }
@@ -58,7 +69,7 @@ pub fn ranker_data(bin: &Path, dir: &Path, seed: &str) {
         .args(["gen-data", "--out"])
         .arg(dir)
         .args(["--seed", seed])
-        .args(["--users", "300", "--items", "600", "--queries", "900"])
+        .args(size)
         .output()
         .unwrap();
     check(&o, "reagent-ranker gen-data");

@@ -23,8 +23,18 @@ pub struct Allotment {
     pub validate: u32,
     pub combine: u32,
     pub exploit: u32,
+    /// One more run each for the best few candidates before the winner is
+    /// chosen (see `RACE`).
+    pub race: u32,
     pub confirm: u32,
 }
+
+/// Trials spent racing the top candidates when exploration has at least
+/// `RACE_FROM` trials: the best few single results are each run once more
+/// (their second seed), so the winner is chosen on two runs, not on one
+/// lucky draw.
+pub const RACE: u32 = 3;
+pub const RACE_FROM: u32 = 30;
 
 pub fn allotment(spec: &Campaign) -> Allotment {
     let b = &spec.budget;
@@ -35,7 +45,13 @@ pub fn allotment(spec: &Campaign) -> Allotment {
     } else {
         0
     };
-    let explore = total.saturating_sub(baseline + confirm);
+    let mut explore = total.saturating_sub(baseline + confirm);
+    let race = if confirm > 0 && explore >= RACE_FROM {
+        RACE
+    } else {
+        0
+    };
+    explore -= race;
     let validate = ((explore as f64 * b.phases.validate).floor() as u32)
         .max(1)
         .min(explore);
@@ -46,6 +62,7 @@ pub fn allotment(spec: &Campaign) -> Allotment {
         validate,
         combine,
         exploit,
+        race,
         confirm,
     }
 }
@@ -272,6 +289,21 @@ impl View {
             insights: Vec::new(),
             out_of_space_requests: true,
         }
+    }
+
+    /// The hypotheses `best` chooses among, with their mean: active,
+    /// not baseline, within the guards, and beating the baseline.
+    pub fn candidates(&self) -> Vec<(u64, f64)> {
+        let judging = self.judging();
+        self.hypotheses
+            .iter()
+            .filter(|h| h.id != 0 && h.status == HypothesisStatus::Active)
+            .filter(|h| !judging.guarded.contains(&h.id))
+            .filter_map(|h| match self.judge_with(&judging, h) {
+                (Some(s), Some(effect), _) if effect > 0.0 => Some((h.id, s.mean)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The best non-baseline hypothesis that beats the baseline, if any.

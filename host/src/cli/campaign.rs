@@ -389,6 +389,7 @@ fn print_plan(row: &CampaignRow, preflight: &[String], slate: &[String]) {
         ("validate", a.validate),
         ("combine", a.combine),
         ("exploit", a.exploit),
+        ("race", a.race),
         ("confirm", a.confirm),
     ] {
         println!(
@@ -455,6 +456,7 @@ pub fn plan(
                     "validate": a.validate,
                     "combine": a.combine,
                     "exploit": a.exploit,
+                    "race": a.race,
                     "confirm": a.confirm,
                 },
                 "cpu_hours_per_trial": row.spec.cpu_reservation(),

@@ -157,6 +157,7 @@ pub fn register(
         note: None,
         winner: None,
         llm_tokens: 0,
+        raced: false,
     };
     tx.append(
         Some(id),

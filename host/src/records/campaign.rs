@@ -157,6 +157,9 @@ pub struct CampaignRow {
     /// Language-model tokens used so far (prompt + completion).
     #[serde(default)]
     pub llm_tokens: u64,
+    /// The top candidates were raced before the winner was chosen.
+    #[serde(default)]
+    pub raced: bool,
 }
 
 impl CampaignRow {

@@ -122,6 +122,9 @@ impl Engine<'_> {
             {
                 return Ok(false);
             }
+            if a.race > 0 && !view.row.raced && self.race(view, a.race)? {
+                return Ok(true);
+            }
             let Some((winner, s, effect)) = view.best() else {
                 self.finish_campaign(view, "nothing beat the baseline".into())?;
                 return Ok(true);
@@ -176,6 +179,43 @@ impl Engine<'_> {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// Races the best few candidates before the winner is chosen: each of
+    /// the `n` best by mean (those `best` could pick) that has a single
+    /// exploration run gets one more, on its next seed (common random
+    /// numbers with the baseline's replicates). Marks the campaign raced
+    /// either way; true if trials were queued.
+    fn race(&mut self, view: &mut View, n: u32) -> anyhow::Result<bool> {
+        view.row.raced = true;
+        let direction = view.row.spec.objective.direction;
+        let mut ranked = view.candidates();
+        ranked.sort_by(|a, b| {
+            crate::campaign::stats::improvement(direction, a.1, b.1)
+                .total_cmp(&0.0)
+                .then(a.0.cmp(&b.0))
+        });
+        let chosen: Vec<(u64, usize)> = ranked
+            .iter()
+            .take(n as usize)
+            .map(|&(h, _)| (h, view.values(h, false).len()))
+            .filter(|&(_, runs)| runs == 1)
+            .collect();
+        if chosen.is_empty() {
+            return Ok(false);
+        }
+        for &(h, runs) in &chosen {
+            self.queue_trial(view, h, Stage::Exploit, FIRST_SEED + runs as u64, 1, None)?;
+        }
+        let list: Vec<String> = chosen.iter().map(|(h, _)| h.to_string()).collect();
+        self.say(Progress::Note {
+            campaign: view.row.id,
+            text: format!(
+                "racing the best candidates before choosing: one more run each for hypotheses {}",
+                list.join(", ")
+            ),
+        });
+        Ok(true)
     }
 
     /// Marks a queued trial as never to run.
