@@ -50,6 +50,7 @@ pub fn ranker_bin() -> PathBuf {
 
 /// Small synthetic data from `seed` in `dir` (a trial takes about a
 /// second), generated once.
+#[allow(dead_code)] // transfer.rs; compare.rs sizes its own
 pub fn ranker_data(bin: &Path, dir: &Path, seed: &str) {
     ranker_data_sized(
         bin,
