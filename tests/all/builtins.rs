@@ -148,3 +148,109 @@ fn runbook_retries_infrastructure_errors_but_not_forever() {
         "{d:?}"
     );
 }
+
+/// A history of `n` trials over the shared test knobs: half the
+/// hypotheses vary the learning rate and batch size, every tenth trial
+/// failed out of memory.
+fn big_history(n: u64) -> StaticData {
+    use reagent::strategy::{Assignment, Estimate, HypothesisSummary, TrialStatus, TrialSummary};
+    let mut data = StaticData::default();
+    for h in 0..n / 2 {
+        let lr = 0.001 + (h % 97) as f64 * 0.005;
+        let assignments = vec![
+            Assignment {
+                knob: "lr".into(),
+                value: Value::Float(lr),
+            },
+            Assignment {
+                knob: "batch_size".into(),
+                value: Value::Int(32 + (h % 61) as i64 * 32),
+            },
+        ];
+        let mean = 0.8 - 0.01 * (1.0 - ((lr - 0.2) / 0.2).powi(2)).max(-1.0);
+        data.hypotheses.push(HypothesisSummary {
+            id: h + 1,
+            title: format!("h{h}"),
+            category: "exploit".into(),
+            phase: Phase::Exploit,
+            assignments: assignments.clone(),
+            parents: vec![],
+            outcome: Some(Estimate {
+                mean,
+                sd: 0.002,
+                n: 2,
+            }),
+            effect: Some(0.8 - mean),
+            promising: mean < 0.797,
+            trials: 2,
+            failed: 0,
+        });
+        for s in 0..2 {
+            let id = h * 2 + s;
+            let failed = id % 10 == 0;
+            data.trials.push(TrialSummary {
+                id,
+                hypothesis: h + 1,
+                phase: Phase::Exploit,
+                assignments: assignments.clone(),
+                seed: s + 1,
+                status: if failed {
+                    TrialStatus::Failed
+                } else {
+                    TrialStatus::Succeeded
+                },
+                objective: (!failed).then_some(mean),
+                objective_stderr: None,
+                failure: failed.then_some(FailureClass::OutOfMemory),
+            });
+        }
+    }
+    data
+}
+
+#[test]
+fn three_phase_stays_within_the_default_limits_at_ten_thousand_trials_and_its_design_replays() {
+    // Exploit scores its candidates against every trial (the failing-region
+    // check among them): over 10,000 trials it must still answer within the
+    // default limits.
+    let (r, _) = crate::support::propose_with(
+        &three_phase(),
+        context("t", Phase::Exploit, 5),
+        8,
+        &Limits::default(),
+        Arc::new(big_history(10_000)),
+    );
+    let Ok(CallOutput::Hypotheses(list)) = &r.outcome else {
+        panic!("{:?}", r.outcome)
+    };
+    assert_eq!(list.len(), 8);
+    assert!(
+        r.usage.fuel < Limits::default().fuel / 2,
+        "fuel {} of {}",
+        r.usage.fuel,
+        Limits::default().fuel
+    );
+
+    // Validate with room for a design (five knobs, sixteen slots): design
+    // points, the same for the seed, and the call replays.
+    let a = propose(
+        &three_phase(),
+        context("t", Phase::Validate, 9),
+        16,
+        &Limits::default(),
+    );
+    let b = propose(
+        &three_phase(),
+        context("t", Phase::Validate, 9),
+        16,
+        &Limits::default(),
+    );
+    assert_eq!(a.output_sha256, b.output_sha256);
+    let Ok(CallOutput::Hypotheses(list)) = &a.outcome else {
+        panic!("{:?}", a.outcome)
+    };
+    let design = list.iter().filter(|h| h.category == "design").count();
+    assert!(design >= 5, "{list:#?}");
+    let strategy = sandbox().load(&three_phase(), &Grants::default()).unwrap();
+    assert!(sandbox().replay(&strategy, &a).identical);
+}
