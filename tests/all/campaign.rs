@@ -419,3 +419,39 @@ fn a_corrupted_database_is_a_clear_error_and_is_left_alone() {
     assert!(out.contains("Nothing was changed"), "{out}");
     assert_eq!(std::fs::read(&db).unwrap(), vec![0x5a; 16 << 10]);
 }
+
+#[test]
+fn the_best_candidates_are_raced_with_a_second_seed_before_the_winner_is_chosen() {
+    // 40 trials: 3 baseline, 4 confirmation, 3 for the race, 30 exploring.
+    let p = Project::new(|t| t.replace("max_trials = 24", "max_trials = 40"));
+    let plan = p.json(&["plan", "toy.toml", "--json"]);
+    assert_eq!(plan["allotment"]["race"], 3, "{plan:#}");
+    let o = p.reagent(&["run", "1", "--yes"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("racing the best candidates"),
+        "{}",
+        text(&o)
+    );
+    let trials = p.json(&["trials", "1", "--json"]);
+    let trials = trials.as_array().unwrap();
+    // Race runs: a non-baseline hypothesis's second exploration seed.
+    let raced: Vec<u64> = trials
+        .iter()
+        .filter(|t| t["hypothesis"] != 0 && t["phase"] != "confirm" && t["seed"] == 2)
+        .map(|t| t["hypothesis"].as_u64().unwrap())
+        .collect();
+    assert!(!raced.is_empty() && raced.len() <= 3, "{trials:#?}");
+    // The winner is chosen after the race, among the raced candidates when
+    // one of them is still best on two runs; it has two exploration runs.
+    let report = p.json(&["report", "1", "--format", "json"]);
+    let winner = report["best"]["hypothesis"].as_u64().unwrap();
+    let runs = trials
+        .iter()
+        .filter(|t| t["hypothesis"] == winner && t["phase"] != "confirm")
+        .count();
+    assert!(
+        raced.contains(&winner) && runs == 2,
+        "winner {winner}, raced {raced:?}: {trials:#?}"
+    );
+}

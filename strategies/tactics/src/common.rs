@@ -120,6 +120,15 @@ pub fn show(value: &Value) -> String {
     }
 }
 
+/// The first three of `moves` for a title, e.g. `a → b, c → d, e → f, +2 more`.
+pub fn first_few(moves: &[String]) -> String {
+    if moves.len() > 3 {
+        format!("{}, +{} more", moves[..3].join(", "), moves.len() - 3)
+    } else {
+        moves.join(", ")
+    }
+}
+
 /// A signed effect for rationales, e.g. `+0.012`.
 pub fn signed(x: f64) -> String {
     if x >= 0.0 {

@@ -126,11 +126,7 @@ pub fn offer(ctx: &Context, slate: &mut Slate, configs: &[Config], count: usize)
                 )
             })
             .collect();
-        let listed = if moves.len() > 3 {
-            format!("{}, +{} more", moves[..3].join(", "), moves.len() - 3)
-        } else {
-            moves.join(", ")
-        };
+        let listed = crate::common::first_few(&moves);
         let hypothesis = Hypothesis::new(format!("design point {} of {total}: {listed}", i + 1))
             .because(format!(
                 "Space-filling design (a Latin hypercube over all {} knobs, {total} points): every knob's range is covered evenly so that effects single changes cannot see, such as one knob's best value depending on another, show up before exploit. Changes from baseline: {}.",

@@ -83,28 +83,14 @@ impl Engine<'_> {
         let id = view.row.id;
         let spec = view.row.spec.clone();
         let now = now_ms();
+        let launched = view
+            .trials
+            .iter()
+            .find(|t| t.id == tid)
+            .and_then(|t| t.launched_ms);
+        let ran_secs = launched.map_or(0.0, |l| now.saturating_sub(l) as f64 / 1000.0);
+        super::settle::settle_spend(view, tid, ran_secs / 3600.0);
         let t = view.trials.iter_mut().find(|t| t.id == tid).unwrap();
-        let ran_secs = t
-            .launched_ms
-            .map_or(0.0, |l| now.saturating_sub(l) as f64 / 1000.0);
-        let hours = ran_secs / 3600.0;
-        let cap = |reserved: f64, used: f64| {
-            if reserved > 0.0 {
-                used.min(reserved)
-            } else {
-                used
-            }
-        };
-        let spent_cpu = cap(t.reserved_cpu, spec.job.resources.cpus * hours).max(0.0);
-        let spent_gpu = cap(t.reserved_gpu, spec.job.resources.gpus * hours).max(0.0);
-        view.row.ledger.reserved_cpu = (view.row.ledger.reserved_cpu - t.reserved_cpu).max(0.0);
-        view.row.ledger.reserved_gpu = (view.row.ledger.reserved_gpu - t.reserved_gpu).max(0.0);
-        view.row.ledger.spent_cpu += spent_cpu;
-        view.row.ledger.spent_gpu += spent_gpu;
-        t.reserved_cpu = 0.0;
-        t.reserved_gpu = 0.0;
-        t.spent_cpu = spent_cpu;
-        t.spent_gpu = spent_gpu;
         t.status = TrialStatus::Stopped;
         // A lower-fidelity result: the best it reached before the stop, as
         // its objective only when the stopping metric is the objective.

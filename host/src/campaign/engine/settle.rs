@@ -4,6 +4,35 @@
 
 use super::*;
 
+/// Settles trial `tid`'s reservation to `hours` of actual use: its
+/// reservation is released, its spend recorded on it and in the ledger.
+/// Never above the reservation (the supervisor enforces the time limit,
+/// and its kill grace is not the job's to pay) and never negative, whatever
+/// a record said (a negative spend would give budget back). Returns the
+/// CPU- and GPU-hours spent.
+pub(super) fn settle_spend(view: &mut View, tid: u64, hours: f64) -> (f64, f64) {
+    let resources = view.row.spec.job.resources;
+    let t = view.trials.iter_mut().find(|t| t.id == tid).unwrap();
+    let cap = |reserved: f64, used: f64| {
+        if reserved > 0.0 {
+            used.min(reserved)
+        } else {
+            used
+        }
+    };
+    let spent_cpu = cap(t.reserved_cpu, resources.cpus * hours).max(0.0);
+    let spent_gpu = cap(t.reserved_gpu, resources.gpus * hours).max(0.0);
+    view.row.ledger.reserved_cpu = (view.row.ledger.reserved_cpu - t.reserved_cpu).max(0.0);
+    view.row.ledger.reserved_gpu = (view.row.ledger.reserved_gpu - t.reserved_gpu).max(0.0);
+    view.row.ledger.spent_cpu += spent_cpu;
+    view.row.ledger.spent_gpu += spent_gpu;
+    t.reserved_cpu = 0.0;
+    t.reserved_gpu = 0.0;
+    t.spent_cpu = spent_cpu;
+    t.spent_gpu = spent_gpu;
+    (spent_cpu, spent_gpu)
+}
+
 impl Engine<'_> {
     /// Settles a finished job: ledger, metrics, status; failures go to the
     /// debugger and its action is applied.
@@ -65,30 +94,8 @@ impl Engine<'_> {
                 guard_violation = Some(format!("guard `{}` = {v} outside its limit", g.metric));
             }
         }
+        let (spent_cpu, spent_gpu) = settle_spend(view, tid, hours);
         let t = view.trials.iter_mut().find(|t| t.id == tid).unwrap();
-        // Settle to actual use, never above the reservation: the supervisor
-        // enforces the time limit, and its kill grace is not the job's to pay.
-        let cap = |reserved: f64, used: f64| {
-            if reserved > 0.0 {
-                used.min(reserved)
-            } else {
-                used
-            }
-        };
-        // Never negative, whatever a record said (a negative spend would
-        // give budget back).
-        let (spent_cpu, spent_gpu) = (
-            cap(t.reserved_cpu, spec.job.resources.cpus * hours).max(0.0),
-            cap(t.reserved_gpu, spec.job.resources.gpus * hours).max(0.0),
-        );
-        view.row.ledger.reserved_cpu = (view.row.ledger.reserved_cpu - t.reserved_cpu).max(0.0);
-        view.row.ledger.reserved_gpu = (view.row.ledger.reserved_gpu - t.reserved_gpu).max(0.0);
-        view.row.ledger.spent_cpu += spent_cpu;
-        view.row.ledger.spent_gpu += spent_gpu;
-        t.reserved_cpu = 0.0;
-        t.reserved_gpu = 0.0;
-        t.spent_cpu = spent_cpu;
-        t.spent_gpu = spent_gpu;
         t.status = if succeeded {
             TrialStatus::Succeeded
         } else {
