@@ -3,6 +3,7 @@
 mod audit;
 mod builtins;
 mod campaign;
+mod cannot_work;
 mod chat_server;
 mod cli;
 mod crash;

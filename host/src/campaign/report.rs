@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::engine::View;
 use super::stats::{self, Effect, Summary};
-use crate::records::campaign::{HypothesisStatus, Stage, TrialStatus};
+use crate::records::campaign::{CampaignState, HypothesisStatus, Stage, TrialStatus};
 use crate::strategy::{Direction, render_value};
 
 #[derive(Debug, Clone, Serialize)]
@@ -288,14 +288,63 @@ fn verdict(
 ) -> String {
     let metric = &view.row.spec.objective.metric;
     let direction = view.row.spec.objective.direction;
-    let (b, e) = match (best, effect) {
-        (None, _) => {
+    // A campaign that did not finish makes no proposal: say how it ended
+    // first, then what it had measured so far.
+    let ended = match view.row.state {
+        CampaignState::Finished => None,
+        CampaignState::Halted => Some(format!(
+            "The campaign halted in {}: {}. It makes no proposal.",
+            view.row.stage.name(),
+            view.row.note.as_deref().unwrap_or("no reason recorded")
+        )),
+        CampaignState::Cancelled => Some(format!(
+            "The campaign was cancelled in {}. It makes no proposal.",
+            view.row.stage.name()
+        )),
+        state => Some(format!(
+            "The campaign is {} (stage {}): an interim report, not a proposal.",
+            state.name(),
+            view.row.stage.name()
+        )),
+    };
+    let (b, e) = match (best, effect, ended) {
+        (None, _, None) => {
             return format!(
                 "Nothing beat the baseline on {metric}: no change improved it beyond zero. Keep the current configuration."
             );
         }
-        (Some(_), None) => return "No baseline measurement: no effect can be computed.".into(),
-        (Some(b), Some(e)) => (b, e),
+        (Some(_), None, None) => {
+            return "No baseline measurement: no effect can be computed.".into();
+        }
+        (Some(b), Some(e), None) => (b, e),
+        (None, _, Some(ended)) if view.row.state == CampaignState::Halted => return ended,
+        (None, _, Some(ended)) => {
+            let so_far = if view.baseline().is_none() {
+                format!("The baseline has no {metric} measurement, so nothing was compared.")
+            } else {
+                format!("No change has beaten the baseline on {metric} so far.")
+            };
+            return format!("{ended} {so_far}");
+        }
+        (Some(_), None, Some(ended)) => {
+            return format!(
+                "{ended} The baseline has no {metric} measurement, so nothing was compared."
+            );
+        }
+        (Some(b), Some(e), Some(ended)) => {
+            return format!(
+                "{ended} Best so far: \"{}\" changes {metric} by {:.6} (95% CI [{:.6}, {:.6}]){} — a lead to try again, not a result.",
+                b.title,
+                e.estimate,
+                e.ci95_low,
+                e.ci95_high,
+                if confirmed {
+                    ", with fresh seeds"
+                } else {
+                    ", not confirmed with fresh seeds"
+                }
+            );
+        }
     };
     let mut v = if e.ci95_low > 0.0 {
         format!(

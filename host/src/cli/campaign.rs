@@ -758,6 +758,7 @@ pub fn trials(ws: &Workspace, id: u64, json: bool) -> anyhow::Result<ExitCode> {
                     "phase": t.stage.name(),
                     "seed": t.seed,
                     "attempt": t.attempt,
+                    "retry_of": t.retry_of,
                     "assignments": assignments,
                     "changes": t.assignments.iter().map(|a| (a.knob.clone(), crate::strategy::value_json(&a.value))).collect::<serde_json::Map<_, _>>(),
                     "objective": t.objective,

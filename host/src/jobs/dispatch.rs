@@ -38,6 +38,9 @@ impl Dispatch {
 }
 
 impl Backend for Dispatch {
+    fn folder(&self, key: &str) -> Option<std::path::PathBuf> {
+        self.for_key(key).folder(key)
+    }
     fn name(&self) -> &'static str {
         "dispatch"
     }

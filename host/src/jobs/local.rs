@@ -193,6 +193,9 @@ impl LocalBackend {
 }
 
 impl Backend for LocalBackend {
+    fn folder(&self, key: &str) -> Option<PathBuf> {
+        self.job_dir(key).ok()
+    }
     fn name(&self) -> &'static str {
         "local"
     }

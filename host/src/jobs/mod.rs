@@ -140,6 +140,11 @@ pub trait Backend: Send + Sync {
     fn progress(&self, _handle: &JobHandle) -> anyhow::Result<Option<Curves>> {
         Ok(None)
     }
+    /// The folder on this machine that holds the job's logs, for messages
+    /// to the operator; `None` where there is none.
+    fn folder(&self, _key: &str) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// Reported (step, value) points per metric.

@@ -362,6 +362,9 @@ pub fn map_state(state: &str, exit: Option<&str>, log_tail: String) -> Option<Jo
 }
 
 impl Backend for SlurmBackend {
+    fn folder(&self, key: &str) -> Option<PathBuf> {
+        self.dir(key).ok()
+    }
     fn name(&self) -> &'static str {
         "slurm"
     }

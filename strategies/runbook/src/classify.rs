@@ -114,6 +114,12 @@ const PROGRAM_ERROR: &[Pattern] = &[
     text("segmentation fault"),
     text("core dumped"),
     text("terminate called"),
+    // A command or file that is not there (a typo in the script's name).
+    text("no such file or directory"),
+    text("can't open file"),
+    text("cannot open"),
+    text("command not found"),
+    text("permission denied"),
 ];
 
 /// What the failure was and the evidence for it, quotable in a rationale.
@@ -221,16 +227,36 @@ pub fn classify(failure: &FailureReport, metric: &str) -> Finding {
     if matches!(failure.exit_code, Some(1 | 2)) {
         return Finding::new(
             FailureClass::ProgramError,
-            format!("{} and nothing else to explain it", exit_status(failure)),
+            match last_stderr_line(log) {
+                Some(line) => format!("{}; stderr ends with {}", exit_status(failure), quote(line)),
+                None => format!("{} and nothing else to explain it", exit_status(failure)),
+            },
         );
     }
     Finding::new(
         FailureClass::Unknown,
-        format!(
-            "{} and no recognisable pattern in the log",
-            exit_status(failure)
-        ),
+        match last_stderr_line(log) {
+            Some(line) => format!(
+                "{} and no recognisable pattern in the log; stderr ends with {}",
+                exit_status(failure),
+                quote(line)
+            ),
+            None => format!(
+                "{} and no recognisable pattern in the log",
+                exit_status(failure)
+            ),
+        },
     )
+}
+
+/// The last non-empty line of the log's `stderr:` section (the host's
+/// `reagent:` notes and the supervisor's excepted): what a person would
+/// read first.
+fn last_stderr_line(log: &str) -> Option<&str> {
+    let (_, stderr) = log.split_once("stderr:\n")?;
+    stderr.lines().map(str::trim).rfind(|l| {
+        !l.is_empty() && !l.starts_with("[reagent supervisor]") && !l.starts_with("reagent:")
+    })
 }
 
 /// How the process ended, in words.
@@ -309,6 +335,20 @@ mod tests {
         assert!(matches("kernel: oom-kill: process 12", &p("oom", true)));
         assert!(matches("grad norm: -inf", &p("inf", true)));
         assert!(!matches("info: loading infra config", &p("inf", true)));
+    }
+
+    #[test]
+    fn a_missing_script_is_a_program_error_quoting_stderr() {
+        let log = "stdout:\nstarting\nstderr:\nsh: 0: cannot open trian.sh: No such file\n";
+        assert_eq!(
+            last_match(log, PROGRAM_ERROR),
+            Some("sh: 0: cannot open trian.sh: No such file")
+        );
+        assert_eq!(
+            last_stderr_line("stdout:\nx\nstderr:\nsomething odd\n[reagent supervisor] exit 2\n"),
+            Some("something odd")
+        );
+        assert_eq!(last_stderr_line("stdout:\nonly stdout\n"), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! submitted, so a crash at any point is reconciled by key on the next pass.
 
 mod early;
+mod gate;
 mod guardrails;
 mod launch;
 mod llm;

@@ -262,7 +262,17 @@ impl Engine<'_> {
         let tid = trial.id;
         let retries_left = trial.attempt < max_attempts;
         let mut applied = Applied::default();
-        match (&diagnosis.action, retries_left) {
+        // A baseline stays the baseline: a debugger's changed retry of a
+        // baseline run would measure something else under its name, so
+        // the host runs the baseline again as it is.
+        let unchanged_baseline =
+            trial.hypothesis == 0 && matches!(&diagnosis.action, Action::RetryWith(_));
+        let action = if unchanged_baseline {
+            Action::Retry
+        } else {
+            diagnosis.action.clone()
+        };
+        match (&action, retries_left) {
             (Action::Retry, true) => {
                 let t = self.new_trial(
                     view,
@@ -273,7 +283,14 @@ impl Engine<'_> {
                     Some(tid),
                     trial.assignments.clone(),
                 );
-                applied.action_text = format!("retry as trial {}", t.id);
+                applied.action_text = if unchanged_baseline {
+                    format!(
+                        "retry as trial {}, unchanged (the debugger asked for a changed retry; a baseline run is only ever retried as it is)",
+                        t.id
+                    )
+                } else {
+                    format!("retry as trial {}", t.id)
+                };
                 applied.new_trial = Some(t);
             }
             (Action::RetryWith(changes), true) => {

@@ -37,6 +37,9 @@ impl Engine<'_> {
         if self.launch(view)? {
             return Ok(true);
         }
+        if stage == Stage::Validate && self.baseline_gate(view)? {
+            return Ok(true);
+        }
         let queued = view.count(stage, |s| s == TrialStatus::Queued);
         let in_flight = view.count(stage, TrialStatus::in_flight);
         let exhausted = view
