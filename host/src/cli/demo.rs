@@ -120,7 +120,7 @@ pub fn run(opts: DemoOptions) -> anyhow::Result<ExitCode> {
         "[3/5] planning the campaign ({}); the demo approves its own plan",
         file.display()
     );
-    let (id, _) = super::campaign::plan(&ws, &file, true, false)?;
+    let (id, _) = super::plan::plan(&ws, &file, true, false)?;
 
     println!(
         "[4/5] running it in the foreground (trials, failures and their diagnoses as they happen)…"

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod campaign;
 pub mod demo;
 pub mod insights;
+pub mod plan;
 pub mod scaffold;
 pub mod strategy;
 pub mod term;
@@ -227,7 +228,7 @@ pub fn main() -> ExitCode {
             yes,
             json,
         } => ws().and_then(|w| {
-            campaign::plan(&w, campaign, yes, json)?;
+            plan::plan(&w, campaign, yes, json)?;
             Ok(ExitCode::SUCCESS)
         }),
         Command::Run {
