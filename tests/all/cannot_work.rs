@@ -94,3 +94,62 @@ fn a_baseline_is_retried_unchanged_when_the_debugger_asks_for_a_change() {
         "the baseline's configuration"
     );
 }
+
+#[test]
+fn plan_smoke_runs_the_baseline_once_and_registers_only_when_the_metric_arrives() {
+    let p = Project::new(|t| t.replace("metric = \"valid_loss\"", "metric = \"val_loss\""));
+    let o = p.reagent(&["plan", "toy.toml", "--smoke"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("smoke run failed"), "{out}");
+    assert!(out.contains("did you mean `valid_loss`?"), "{out}");
+    assert!(out.contains("Nothing was registered"), "{out}");
+    let status = p.json(&["status", "--json"]);
+    assert_eq!(status.as_array().map(Vec::len), Some(0), "{status}");
+
+    std::fs::write(
+        p.path("toy.toml"),
+        std::fs::read_to_string(p.path("toy.toml"))
+            .unwrap()
+            .replace("metric = \"val_loss\"", "metric = \"valid_loss\""),
+    )
+    .unwrap();
+    let o = p.reagent(&["plan", "toy.toml", "--smoke"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("the baseline reported `valid_loss` = "),
+        "{out}"
+    );
+    let status = p.json(&["status", "--json"]);
+    assert_eq!(status.as_array().map(Vec::len), Some(1), "{status}");
+}
+
+#[test]
+fn plan_warns_of_a_missing_script_and_a_second_plan_of_one_file_and_dry_run_registers_nothing() {
+    let p = Project::new(|t| t.replace("\"toy.sh\"", "\"tyo.sh\""));
+    let o = p.reagent(&["plan", "toy.toml", "--dry-run"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("`tyo.sh` (argument 1 of [job] command) is not a file"),
+        "{out}"
+    );
+    assert!(out.contains("did you mean `toy.sh`?"), "{out}");
+    assert!(out.contains("dry run: nothing was registered"), "{out}");
+    let status = p.json(&["status", "--json"]);
+    assert_eq!(status.as_array().map(Vec::len), Some(0), "{status}");
+
+    let p = Project::new(|t| t);
+    assert!(p.reagent(&["plan", "toy.toml"]).status.success());
+    let out = text(&p.reagent(&["plan", "toy.toml"]));
+    assert!(
+        out.contains("campaign 1 was planned from this same file"),
+        "{out}"
+    );
+    // `run FILE --yes` starts the campaign: it does not tell the user to.
+    let p = Project::new(|t| t.replace("max_trials = 24", "max_trials = 8"));
+    let out = text(&p.reagent(&["run", "toy.toml", "--yes"]));
+    assert!(out.contains("; starting it"), "{out}");
+    assert!(!out.contains("start it with"), "{out}");
+}

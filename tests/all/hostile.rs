@@ -322,19 +322,49 @@ fn an_unknown_interface_is_refused_at_load_naming_it() {
 }
 
 #[test]
-fn an_ungranted_capability_is_refused() {
+fn an_ungranted_capability_loads_and_answers_nothing() {
+    // Before: a component importing an ungranted `memory` or `insights` was
+    // refused at load, so builtin:three-phase could not run in a campaign
+    // with `insights = false`. Now it loads and nothing ungranted is
+    // reached: insights answer an empty page although the data holds one,
+    // `memory.get` answers nothing although the store holds a value, and
+    // `memory.set` an error (on which the echo guest panics: a typed trap).
     let grants = Grants {
         memory: false,
+        insights: false,
         ..Grants::default()
     };
-    match sandbox().load(&guest(g::ECHO_GENERATOR), &grants) {
-        Err(LoadError::Refused { refusals, .. }) => {
-            assert_eq!(refusals.len(), 1);
-            assert_eq!(refusals[0].import, "reagent:strategy/memory@0.1.0");
-            assert!(refusals[0].reason.contains("did not grant"));
-        }
-        other => panic!("expected refusal, got {other:?}"),
-    }
+    let strategy = sandbox()
+        .load(&guest(g::ECHO_GENERATOR), &grants)
+        .expect("an ungranted optional import still loads");
+    let mut memory = reagent::strategy::data::MemoryStore::default();
+    memory.entries.insert("calls".into(), vec![7]);
+    let data = crate::recording::data(2);
+    assert!(!data.insights.is_empty());
+    let (r, kept) = sandbox().call(
+        &strategy,
+        reagent::strategy::CallInput::Propose {
+            context: context("t", Phase::Validate, 1),
+            max: 4,
+        },
+        std::sync::Arc::new(data),
+        memory.clone(),
+        &Limits::default(),
+    );
+    let answer = |f: &str| {
+        r.host_calls
+            .iter()
+            .find(|c| c.function == f)
+            .unwrap_or_else(|| panic!("no {f} in {:?}", r.host_calls))
+            .response
+            .clone()
+    };
+    assert_eq!(answer("insights.find")["items"], serde_json::json!([]));
+    assert_eq!(answer("memory.get"), serde_json::Value::Null);
+    let set = answer("memory.set").to_string();
+    assert!(set.contains("did not grant `memory`"), "{set}");
+    assert!(r.outcome.is_err(), "the guest's expect() trapped");
+    assert_eq!(kept, memory, "nothing was written");
 }
 
 #[test]

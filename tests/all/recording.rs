@@ -13,7 +13,7 @@ use reagent::strategy::{
 
 use crate::support::{context, guest, propose, propose_with, sandbox};
 
-fn data(trials: usize) -> StaticData {
+pub(crate) fn data(trials: usize) -> StaticData {
     let trials: Vec<TrialSummary> = (0..trials as u64)
         .map(|id| TrialSummary {
             id,

@@ -107,13 +107,16 @@ fn only_the_researcher_imports_llm_and_it_loads_with_or_without_the_grant() {
         );
         assert!(researcher.accepted, "{:?}", researcher.refusals);
     }
-    // Without `insights` it is refused: it reads them.
+    // Without `insights` it still loads (a workspace may keep campaigns
+    // blind to each other); the import is linked and answers nothing, and
+    // inspect says so.
     let no_insights = Grants {
         insights: false,
         ..Grants::default()
     };
     let researcher = inspect("builtin:researcher", &no_insights);
-    assert!(!researcher.accepted);
+    assert!(researcher.accepted, "{:?}", researcher.refusals);
+    assert_eq!(researcher.ungranted, ["insights", "llm"]);
 }
 
 #[test]

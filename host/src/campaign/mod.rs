@@ -5,6 +5,7 @@
 pub mod engine;
 pub mod learned;
 pub mod report;
+pub mod smoke;
 pub mod stats;
 pub mod stopping;
 pub mod view;

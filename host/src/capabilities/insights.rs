@@ -1,8 +1,10 @@
 //! `reagent:strategy/insights`: read-only queries over effects recorded in
 //! past campaigns of this workspace.
 //!
-//! Grants: linked for generators; a strategy whose grants exclude insights
-//! is refused at load if it imports this interface. Page sizes are capped.
+//! Grants: linked for generators. Without the grant a component importing
+//! it still loads (so one component serves a workspace that keeps
+//! campaigns blind to each other) and every query answers an empty page.
+//! Page sizes are capped.
 
 use super::CallState;
 use crate::contract::insights::{Host, InsightPage, Query};
@@ -14,8 +16,9 @@ impl Host for CallState {
             Query::ByKnob(s) | Query::ByTag(s) => s.len() as u64,
             Query::TopEffects | Query::KnownFailures => 0,
         };
+        let granted = self.insights_granted;
         self.answer("insights.find", (&q, cursor, limit), size, |s| {
-            s.data().map_or(
+            s.data().filter(|_| granted).map_or(
                 InsightPage {
                     items: Vec::new(),
                     next: None,

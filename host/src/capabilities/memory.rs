@@ -1,9 +1,11 @@
 //! `reagent:strategy/memory`: a small key-value store private to one
 //! strategy in one campaign, kept by the host across calls and hibernation.
 //!
-//! Grants: linked for generators when granted. The whole store (keys plus
-//! values) is capped at `max_memory_store_bytes`; a `set` past the quota
-//! fails with a message, it does not trap. Every answer is recorded.
+//! Grants: linked for generators. Without the grant a component importing
+//! it still loads and nothing is kept: `get` answers nothing, `keys` an
+//! empty list and `set` an error naming the grant. The whole store (keys
+//! plus values) is capped at `max_memory_store_bytes`; a `set` past the
+//! quota fails with a message, it does not trap. Every answer is recorded.
 
 use super::CallState;
 use crate::contract::memory::Host;
@@ -11,15 +13,23 @@ use crate::contract::memory::Host;
 impl Host for CallState {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
         let size = key.len() as u64;
+        let granted = self.memory_granted;
         self.answer("memory.get", &key, size, |s| {
-            s.memory.entries.get(&key).cloned()
+            s.memory.entries.get(&key).filter(|_| granted).cloned()
         })
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
         let size = (key.len() + value.len()) as u64;
         let request = (&key, hex::encode(&value));
+        let granted = self.memory_granted;
         self.answer("memory.set", request, size, |s| {
+            if !granted {
+                return Err(
+                    "the operator did not grant `memory` to this strategy ([strategies] grants): nothing is kept"
+                        .to_string(),
+                );
+            }
             let old = s
                 .memory
                 .entries
@@ -46,8 +56,13 @@ impl Host for CallState {
     }
 
     fn keys(&mut self) -> wasmtime::Result<Vec<String>> {
+        let granted = self.memory_granted;
         self.answer("memory.keys", (), 0, |s| {
-            s.memory.entries.keys().cloned().collect()
+            if granted {
+                s.memory.entries.keys().cloned().collect()
+            } else {
+                Vec::new()
+            }
         })
     }
 }

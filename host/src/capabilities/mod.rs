@@ -64,6 +64,12 @@ pub struct CallState {
     pub(crate) fault: Option<CallError>,
     /// Whether the operator granted `llm` (otherwise it answers an error).
     pub(crate) llm_granted: bool,
+    /// Whether the operator granted `insights` (otherwise every query
+    /// answers an empty page).
+    pub(crate) insights_granted: bool,
+    /// Whether the operator granted `memory` (otherwise nothing is kept:
+    /// `get` answers nothing and `set` an error).
+    pub(crate) memory_granted: bool,
     /// Time spent waiting on the language-model endpoint; not charged to
     /// the call's wall-clock deadline.
     pub(crate) waited: Duration,
@@ -93,6 +99,8 @@ impl CallState {
             log_bytes: 0,
             fault: None,
             llm_granted: false,
+            insights_granted: false,
+            memory_granted: false,
             waited: Duration::ZERO,
         }
     }

@@ -66,6 +66,14 @@ pub enum Command {
         /// Print the plan as JSON (includes `id` and `state`).
         #[arg(long)]
         json: bool,
+        /// Check the file and show the plan without registering anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Run the baseline once first (seed 1, on the campaign's backend)
+        /// and register only if it reports the objective: catches a
+        /// misspelt metric or script for the price of one run.
+        #[arg(long)]
+        smoke: bool,
     },
     /// Drive a campaign (ID, or a campaign file to plan first) until it
     /// ends; with --detach, launch what can be launched and exit.
@@ -227,8 +235,17 @@ pub fn main() -> ExitCode {
             ref campaign,
             yes,
             json,
+            dry_run,
+            smoke,
         } => ws().and_then(|w| {
-            plan::plan(&w, campaign, yes, json)?;
+            let opts = plan::PlanOptions {
+                yes,
+                json,
+                dry_run,
+                smoke,
+                from_run: false,
+            };
+            plan::plan_command(&w, campaign, opts)?;
             Ok(ExitCode::SUCCESS)
         }),
         Command::Run {

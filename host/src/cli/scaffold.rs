@@ -49,6 +49,10 @@ license = "Apache-2.0"
 default = ["generator", "debugger"]
 generator = []
 debugger = []
+# The `llm` import: add "llm" to the strategy's reagent-sdk features
+# (a generator only; the campaign's `[strategies.grants] llm` lets it reach
+# the model, and without the grant each call answers an error).
+llm = ["generator"]
 
 [dependencies]
 wit-bindgen = { version = "0.46", default-features = false, features = ["macros", "realloc"] }
@@ -65,6 +69,7 @@ edition = "2024"
 crate-type = ["cdylib", "rlib"]
 
 [dependencies]
+# Add "llm" to the features to import the language model (generators).
 reagent-sdk = {{ path = "reagent-sdk", default-features = false, features = ["{world}"] }}
 
 # A workspace of its own, so it builds wherever it is created.
@@ -352,4 +357,28 @@ fn rust_files(name: &str, world: World) -> Vec<(String, String)> {
     ));
     files.push((".gitignore".into(), "target/\n".into()));
     files
+}
+
+#[cfg(test)]
+mod tests {
+    /// The feature names of a Cargo manifest's `[features]` table.
+    fn features(manifest: &str) -> Vec<String> {
+        let table: toml::Table = toml::from_str(manifest).unwrap();
+        let mut names: Vec<String> = table["features"]
+            .as_table()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_vendored_sdk_has_every_feature_of_the_sdk() {
+        // It once lacked `llm`: a scaffolded strategy could not import the
+        // model and every build warned of an unexpected cfg.
+        let sdk = include_str!("../../../guest-sdk/Cargo.toml");
+        assert_eq!(features(super::SDK_MANIFEST), features(sdk));
+    }
 }

@@ -75,6 +75,10 @@ pub struct ComponentInfo {
     pub accepted: bool,
     /// Why the host refuses it (empty when accepted).
     pub refusals: Vec<Refusal>,
+    /// Optional capabilities it imports that the grants withhold: linked,
+    /// and every call to them answers nothing (`capabilities/`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ungranted: Vec<String>,
     /// True when this load compiled it; false when it came from the cache.
     #[serde(skip)]
     pub compiled: bool,
@@ -354,7 +358,7 @@ impl Sandbox {
             .map(|(name, _)| name.to_string())
             .collect();
         let (world, mut refusals) = match surface::world_of(&exports) {
-            Ok(world) => (Some(world), surface::refusals(world, grants, &imports)),
+            Ok(world) => (Some(world), surface::refusals(world, &imports)),
             Err(reason) => (
                 None,
                 vec![Refusal {
@@ -364,6 +368,7 @@ impl Sandbox {
             ),
         };
         refusals.dedup();
+        let ungranted = surface::ungranted(&imports, grants);
         ComponentInfo {
             source: label.to_string(),
             sha256,
@@ -374,6 +379,7 @@ impl Sandbox {
             sdk_version: surface::sdk_version(bytes),
             accepted: refusals.is_empty(),
             refusals,
+            ungranted,
             compiled,
         }
     }
@@ -550,6 +556,8 @@ impl Sandbox {
         );
         let mut state = CallState::new(wasi, time, limits.clone(), answers, memory);
         state.llm_granted = strategy.grants.llm;
+        state.insights_granted = strategy.grants.insights;
+        state.memory_granted = strategy.grants.memory;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         let fuel_set = store.set_fuel(limits.fuel).is_ok();

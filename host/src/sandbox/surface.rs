@@ -57,8 +57,9 @@ fn version_ok(version: Option<&str>, major_minor: &str) -> bool {
     version.is_some_and(|v| v == major_minor || v.starts_with(&format!("{major_minor}.")))
 }
 
-/// Checks every import against the surface for `world` and `grants`.
-pub fn refusals(world: World, grants: &Grants, imports: &[String]) -> Vec<Refusal> {
+/// Checks every import against the surface for `world` (grants do not
+/// refuse: an ungranted optional capability answers nothing).
+pub fn refusals(world: World, imports: &[String]) -> Vec<Refusal> {
     let mut out = Vec::new();
     for import in imports {
         let (iface, version) = split_version(import);
@@ -82,14 +83,12 @@ pub fn refusals(world: World, grants: &Grants, imports: &[String]) -> Vec<Refusa
             }
             let reason = match (name, world) {
                 ("types" | "log" | "history", _) => None,
-                ("insights", World::Generator) if grants.insights => None,
-                ("memory", World::Generator) if grants.memory => None,
-                ("insights" | "memory", World::Generator) => Some(format!(
-                    "the operator did not grant `{name}` to this strategy"
-                )),
-                // Accepted without the grant: each call then answers an
-                // error and nothing leaves the host (capabilities/llm.rs).
-                ("llm", World::Generator) => None,
+                // Optional capabilities are accepted without their grant:
+                // each call then answers nothing (insights: an empty page;
+                // memory: nothing kept, `set` an error; llm: an error), so
+                // one component serves any grant set and nothing ungranted
+                // is reached (capabilities/{insights,memory,llm}.rs).
+                ("insights" | "memory" | "llm", World::Generator) => None,
                 ("llm", World::Debugger) => Some("`llm` is not part of the debugger world".into()),
                 (_, World::Debugger) if matches!(name, "insights" | "memory") => {
                     Some(format!("`{name}` is not part of the debugger world"))
@@ -111,6 +110,24 @@ pub fn refusals(world: World, grants: &Grants, imports: &[String]) -> Vec<Refusa
         };
         out.push(refuse(reason));
     }
+    out
+}
+
+/// The optional capabilities among `imports` that `grants` withhold
+/// (`insights`, `memory`, `llm`), by name.
+pub fn ungranted(imports: &[String], grants: &Grants) -> Vec<String> {
+    let mut out: Vec<String> = imports
+        .iter()
+        .filter_map(|i| split_version(i).0.strip_prefix("reagent:strategy/"))
+        .filter(|name| match *name {
+            "insights" => !grants.insights,
+            "memory" => !grants.memory,
+            "llm" => !grants.llm,
+            _ => false,
+        })
+        .map(str::to_string)
+        .collect();
+    out.dedup();
     out
 }
 
@@ -160,25 +177,20 @@ mod tests {
             "reagent:strategy/history@0.1.0",
             "reagent:strategy/memory@0.1.0",
         ]);
-        assert!(refusals(World::Generator, &Grants::default(), &imports).is_empty());
+        assert!(refusals(World::Generator, &imports).is_empty());
     }
 
     #[test]
-    fn http_unknown_wasi_unknown_and_ungranted_imports_are_each_named() {
+    fn http_unknown_wasi_unknown_and_wrong_version_imports_are_each_named() {
         let imports = names(&[
             "wasi:http/outgoing-handler@0.2.0",
             "wasi:filesystem/types@0.3.0",
             "wasi:sockets/tcp@0.3.0-rc",
             "wasi:keyvalue/store@0.2.0",
             "evil:exfil/send@1.0.0",
-            "reagent:strategy/memory@0.1.0",
             "reagent:strategy/history@0.2.0",
         ]);
-        let grants = Grants {
-            memory: false,
-            ..Grants::default()
-        };
-        let refused = refusals(World::Generator, &grants, &imports);
+        let refused = refusals(World::Generator, &imports);
         let refused: Vec<&str> = refused.iter().map(|r| r.import.as_str()).collect();
         assert_eq!(
             refused,
@@ -201,8 +213,8 @@ mod tests {
             "wasi:sockets/tcp-create-socket@0.2.9",
             "wasi:sockets/ip-name-lookup@0.2.9",
         ]);
-        assert!(refusals(World::Generator, &Grants::default(), &imports).is_empty());
-        assert!(refusals(World::Debugger, &Grants::default(), &imports).is_empty());
+        assert!(refusals(World::Generator, &imports).is_empty());
+        assert!(refusals(World::Debugger, &imports).is_empty());
     }
 
     #[test]
@@ -211,17 +223,14 @@ mod tests {
             "reagent:strategy/memory@0.1.0",
             "reagent:strategy/llm@0.1.0",
         ]);
-        assert_eq!(
-            refusals(World::Debugger, &Grants::default(), &imports).len(),
-            2
-        );
+        assert_eq!(refusals(World::Debugger, &imports).len(), 2);
     }
 
     #[test]
     fn a_generator_may_import_llm_with_or_without_the_grant() {
         // Without the grant every call answers an error (capabilities/llm.rs).
         let imports = names(&["reagent:strategy/llm@0.1.0"]);
-        assert!(refusals(World::Generator, &Grants::default(), &imports).is_empty());
+        assert!(refusals(World::Generator, &imports).is_empty());
     }
 
     #[test]

@@ -85,10 +85,17 @@ pub(super) fn baseline_cause(view: &View) -> Option<String> {
 /// One failed baseline run's cause, as a verb phrase ("exited with code 2:
 /// …").
 fn run_cause(spec: &Campaign, t: &TrialRow) -> String {
+    match &t.outcome {
+        Some(o) => outcome_cause(spec, o),
+        None => format!("ended {} without an outcome", t.status.name()),
+    }
+}
+
+/// Why a finished job gave no objective (or failed), as a verb phrase
+/// that follows "the run(s)": the time or memory limit, the metrics it
+/// did report and the closest name, or its exit with the last stderr line.
+pub fn outcome_cause(spec: &Campaign, o: &JobOutcome) -> String {
     let metric = &spec.objective.metric;
-    let Some(o) = &t.outcome else {
-        return format!("ended {} without an outcome", t.status.name());
-    };
     if o.timed_out {
         return format!(
             "hit the time limit ({}s, `[job] time_limit`)",
@@ -108,10 +115,10 @@ fn run_cause(spec: &Campaign, t: &TrialRow) -> String {
             seen.sort_unstable();
             if seen.is_empty() {
                 s.push_str(&format!(
-                    " (they reported no metric at all; the job must write `{metric}` as `[job] metrics` says)"
+                    " (the job reported no metric at all; it must write `{metric}` as `[job] metrics` says)"
                 ));
             } else {
-                s.push_str(&format!("; they reported {}", backticked(&seen)));
+                s.push_str(&format!("; the job did report {}", backticked(&seen)));
                 if let Some(near) = closest(metric, &seen) {
                     s.push_str(&format!(" — did you mean `{near}`? (`[objective] metric`)"));
                 }

@@ -208,63 +208,14 @@ impl Engine<'_> {
     }
 
     pub(super) fn job_spec(&self, view: &View, t: &TrialRow) -> JobSpec {
-        let spec = &view.row.spec;
-        let config = full_config(spec, &t.assignments);
-        let mut values: BTreeMap<String, String> = config
-            .iter()
-            .map(|(k, v)| (k.clone(), render_value(v)))
-            .collect();
-        values.insert("seed".into(), t.seed.to_string());
-        values.insert("trial".into(), t.id.to_string());
-        let argv = spec
-            .job
-            .command
-            .iter()
-            .map(|a| render_arg(a, &values))
-            .collect();
-        let mut env: Vec<(String, String)> = spec.job.env.clone();
-        env.push(("REAGENT_SEED".into(), t.seed.to_string()));
-        env.push(("REAGENT_TRIAL".into(), t.id.to_string()));
-        env.push(("REAGENT_CAMPAIGN".into(), spec.name.clone()));
-        for (k, v) in &config {
-            env.push((
-                format!("REAGENT_KNOB_{}", k.to_uppercase()),
-                render_value(v),
-            ));
-        }
-        let mut params = serde_json::Map::new();
-        for (k, v) in &config {
-            params.insert(k.clone(), crate::strategy::value_json(v));
-        }
-        params.insert("seed".into(), serde_json::json!(t.seed));
-        params.insert("trial".into(), serde_json::json!(t.id));
-        JobSpec {
-            key: t.key.clone(),
-            argv,
-            env,
-            pass_env: spec.job.pass_env.clone(),
-            // The language model's key never reaches a job.
-            withheld_env: spec
-                .llm
-                .as_ref()
-                .and_then(|l| l.api_key_env.clone())
-                .into_iter()
-                .collect(),
-            workdir: spec.job.workdir.clone(),
-            params: serde_json::Value::Object(params),
-            params_file: spec.job.params_file.clone(),
-            time_limit_secs: spec.job.time_limit.as_secs_f64(),
-            memory_mb: spec.job.resources.memory_mb,
-            cpus: spec.job.resources.cpus,
-            gpus: spec.job.resources.gpus,
-            slurm: if spec.job.backend == "slurm" {
-                spec.job.slurm.clone()
-            } else {
-                None
-            },
-            metrics: spec.job.metrics.clone(),
-            wake: self.wake.clone(),
-        }
+        job_spec_for(
+            &view.row.spec,
+            &t.assignments,
+            t.seed,
+            t.id,
+            &t.key,
+            self.wake.clone(),
+        )
     }
 
     /// Step 2 of a launch: submit, then record the handle.
@@ -326,4 +277,72 @@ pub(super) fn put_queued(tx: &mut Tx, campaign: u64, t: &TrialRow) -> anyhow::Re
         },
     )?;
     tx.put_trial(campaign, t)
+}
+
+/// The job that runs `assignments` (changes from the baseline) with this
+/// seed as trial `trial`, in the folder named by `key`.
+pub fn job_spec_for(
+    spec: &Campaign,
+    assignments: &[Assignment],
+    seed: u64,
+    trial: u64,
+    key: &str,
+    wake: Option<WakeCommand>,
+) -> JobSpec {
+    let config = full_config(spec, assignments);
+    let mut values: BTreeMap<String, String> = config
+        .iter()
+        .map(|(k, v)| (k.clone(), render_value(v)))
+        .collect();
+    values.insert("seed".into(), seed.to_string());
+    values.insert("trial".into(), trial.to_string());
+    let argv = spec
+        .job
+        .command
+        .iter()
+        .map(|a| render_arg(a, &values))
+        .collect();
+    let mut env: Vec<(String, String)> = spec.job.env.clone();
+    env.push(("REAGENT_SEED".into(), seed.to_string()));
+    env.push(("REAGENT_TRIAL".into(), trial.to_string()));
+    env.push(("REAGENT_CAMPAIGN".into(), spec.name.clone()));
+    for (k, v) in &config {
+        env.push((
+            format!("REAGENT_KNOB_{}", k.to_uppercase()),
+            render_value(v),
+        ));
+    }
+    let mut params = serde_json::Map::new();
+    for (k, v) in &config {
+        params.insert(k.clone(), crate::strategy::value_json(v));
+    }
+    params.insert("seed".into(), serde_json::json!(seed));
+    params.insert("trial".into(), serde_json::json!(trial));
+    JobSpec {
+        key: key.to_string(),
+        argv,
+        env,
+        pass_env: spec.job.pass_env.clone(),
+        // The language model's key never reaches a job.
+        withheld_env: spec
+            .llm
+            .as_ref()
+            .and_then(|l| l.api_key_env.clone())
+            .into_iter()
+            .collect(),
+        workdir: spec.job.workdir.clone(),
+        params: serde_json::Value::Object(params),
+        params_file: spec.job.params_file.clone(),
+        time_limit_secs: spec.job.time_limit.as_secs_f64(),
+        memory_mb: spec.job.resources.memory_mb,
+        cpus: spec.job.resources.cpus,
+        gpus: spec.job.resources.gpus,
+        slurm: if spec.job.backend == "slurm" {
+            spec.job.slurm.clone()
+        } else {
+            None
+        },
+        metrics: spec.job.metrics.clone(),
+        wake,
+    }
 }

@@ -17,6 +17,9 @@ mod settle;
 mod stages;
 
 pub use super::view::{Allotment, Judging, View, allotment};
+pub(crate) use gate::closest as closest_name;
+pub use gate::outcome_cause;
+pub use launch::job_spec_for;
 
 use launch::put_queued;
 use propose::put_new_hypothesis;
@@ -562,7 +565,7 @@ fn plausible_wall_secs(outcome: &mut JobOutcome, time_limit: std::time::Duration
 }
 
 /// 64 random bits in hex, for a launch's job folder name.
-fn launch_nonce() -> String {
+pub(crate) fn launch_nonce() -> String {
     use std::io::Read as _;
     let mut bytes = [0u8; 8];
     let from_os = std::fs::File::open("/dev/urandom")

@@ -261,6 +261,12 @@ fn print_info(info: &ComponentInfo) {
                 "reagent-sdk {v}"
             ))
     );
+    if !info.ungranted.is_empty() {
+        println!(
+            "grants    not granted: {} (linked; every call answers nothing)",
+            info.ungranted.join(", ")
+        );
+    }
     if info.accepted {
         println!(
             "verdict   accepted: imports only reagent:strategy interfaces and the virtual WASI set"
