@@ -82,6 +82,15 @@ fn a_campaign_runs_to_a_proposal_that_beats_the_baseline() {
     assert!(o.status.success(), "{out}");
     assert!(out.contains("== validate =="), "{out}");
     assert!(out.contains("== exploit =="), "{out}");
+    // Progress lines number trials tN and hypotheses hN; the closing line
+    // is computed once the campaign is finished (it once said "interim").
+    assert!(
+        out.lines()
+            .any(|l| l.contains("launch  t4 ") && l.contains(" h1 ")),
+        "{out}"
+    );
+    assert!(out.contains("] finished: Adopt hypothesis "), "{out}");
+    assert!(!out.contains("interim"), "{out}");
 
     let r = p.json(&["report", "1", "--format", "json"]);
     assert_eq!(r["state"], "finished", "{r}");
@@ -93,6 +102,15 @@ fn a_campaign_runs_to_a_proposal_that_beats_the_baseline() {
         "the toy optimum is far better than baseline: {r}"
     );
     assert!(r["effect"]["ci95_low"].as_f64().unwrap() > 0.0, "{r}");
+    // The verdict names the change from the baseline, whatever the
+    // strategy's title says (exploit titles name a parent).
+    let verdict = r["verdict"].as_str().unwrap();
+    let named = format!("Adopt hypothesis {} (", r["best"]["hypothesis"]);
+    assert!(verdict.starts_with(&named), "{verdict}");
+    for line in r["best"]["diff"].as_array().unwrap() {
+        let line = line.as_str().unwrap().replacen(": ", " ", 1);
+        assert!(verdict.contains(&line), "{line} in {verdict}");
+    }
     assert_eq!(r["confirmed"], true, "{r}");
     assert!(
         !r["best"]["assignments"].as_object().unwrap().is_empty(),

@@ -278,6 +278,13 @@ fn holdout_out(view: &View, winner: Option<u64>, confirmed: bool) -> Option<Hold
     })
 }
 
+/// A winner as the verdict names it: its number and its change from the
+/// baseline (a strategy's title may describe the change from a parent).
+fn named(b: &BestOut) -> String {
+    let changes: Vec<String> = b.diff.iter().map(|d| d.replacen(": ", " ", 1)).collect();
+    format!("hypothesis {} ({})", b.hypothesis, changes.join(", "))
+}
+
 /// The proposal in one paragraph.
 fn verdict(
     view: &View,
@@ -333,8 +340,8 @@ fn verdict(
         }
         (Some(b), Some(e), Some(ended)) => {
             return format!(
-                "{ended} Best so far: \"{}\" changes {metric} by {:.6} (95% CI [{:.6}, {:.6}]){} — a lead to try again, not a result.",
-                b.title,
+                "{ended} Best so far: {} changes {metric} by {:.6} (95% CI [{:.6}, {:.6}]){} — a lead to try again, not a result.",
+                named(b),
                 e.estimate,
                 e.ci95_low,
                 e.ci95_high,
@@ -348,8 +355,8 @@ fn verdict(
     };
     let mut v = if e.ci95_low > 0.0 {
         format!(
-            "Adopt \"{}\": it improves {metric} by {:.6} (95% CI [{:.6}, {:.6}]){}.",
-            b.title,
+            "Adopt {}: it improves {metric} by {:.6} (95% CI [{:.6}, {:.6}]){}.",
+            named(b),
             e.estimate,
             e.ci95_low,
             e.ci95_high,
@@ -361,8 +368,11 @@ fn verdict(
         )
     } else {
         format!(
-            "Not a confirmed improvement: \"{}\" changes {metric} by {:.6}, but the 95% CI [{:.6}, {:.6}] includes zero.",
-            b.title, e.estimate, e.ci95_low, e.ci95_high
+            "Not a confirmed improvement: {} changes {metric} by {:.6}, but the 95% CI [{:.6}, {:.6}] includes zero.",
+            named(b),
+            e.estimate,
+            e.ci95_low,
+            e.ci95_high
         )
     };
     if let Some(h) = holdout

@@ -220,6 +220,16 @@ impl View {
         self.hypotheses.iter().find(|h| h.id == id)
     }
 
+    /// A hypothesis as progress lines show it: `baseline`, or `hN` and its
+    /// title (trials are `tN`, so the two numbers cannot be mixed up).
+    pub(crate) fn labelled_title(&self, id: u64) -> String {
+        match (id, self.hypothesis(id)) {
+            (0, _) => "baseline".into(),
+            (_, Some(h)) => format!("h{id} {}", h.hypothesis.title),
+            (_, None) => format!("h{id}"),
+        }
+    }
+
     /// The data strategies may read: trials and hypothesis summaries. The
     /// holdout metric is not part of it.
     pub fn strategy_data(&self) -> StaticData {

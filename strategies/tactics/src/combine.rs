@@ -212,14 +212,14 @@ fn describe(parts: &[Part], blend: &Blend) -> Hypothesis {
             members.len(),
             members
                 .iter()
-                .map(|p| format!("#{}", p.id))
+                .map(|p| format!("h{}", p.id))
                 .collect::<Vec<_>>()
                 .join(" + ")
         )
     };
     let listed = members
         .iter()
-        .map(|p| format!("#{} {} ({})", p.id, p.title, signed(p.effect)))
+        .map(|p| format!("h{} {} ({})", p.id, p.title, signed(p.effect)))
         .collect::<Vec<_>>()
         .join(", ");
     let expected = signed(members.iter().map(|p| p.effect).sum());
@@ -231,7 +231,7 @@ fn describe(parts: &[Part], blend: &Blend) -> Hypothesis {
             "Pair of changes that helped on their own: {listed}. If they add up, expect about {expected}; if not, they interact."
         ),
         Kind::LeaveOut(p) => format!(
-            "The union without #{} ({}): {listed}. Shows whether #{} still pulls its weight once the others are in.",
+            "The union without h{} ({}): {listed}. Shows whether h{} still pulls its weight once the others are in.",
             parts[p].id, parts[p].title, parts[p].id
         ),
     };

@@ -225,10 +225,7 @@ impl Engine<'_> {
         match self.backend.submit(&spec) {
             Ok(handle) => {
                 self.mark_submitted(view, tid, handle)?;
-                let title = view
-                    .hypothesis(t.hypothesis)
-                    .map(|h| h.hypothesis.title.clone())
-                    .unwrap_or_default();
+                let title = view.labelled_title(t.hypothesis);
                 self.say(Progress::Launched {
                     campaign: view.row.id,
                     trial: tid,

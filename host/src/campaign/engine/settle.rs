@@ -136,10 +136,7 @@ impl Engine<'_> {
             )?;
             Ok(())
         })?;
-        let title = view
-            .hypothesis(row.hypothesis)
-            .map(|h| h.hypothesis.title.clone())
-            .unwrap_or_default();
+        let title = view.labelled_title(row.hypothesis);
         self.say(Progress::Finished {
             campaign: id,
             trial: tid,

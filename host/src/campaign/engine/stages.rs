@@ -259,9 +259,10 @@ impl Engine<'_> {
         }
         view.row.stage = Stage::Done;
         view.row.note = Some(note.clone());
-        let summary = crate::campaign::report::headline(view);
         let from = view.row.state;
         view.row.state = CampaignState::Finished;
+        // After the state: the headline says how the campaign ended.
+        let summary = crate::campaign::report::headline(view);
         let now = now_ms();
         view.row.finished_ms = Some(now);
         let insights = crate::campaign::learned::derive(view, now);
