@@ -153,3 +153,26 @@ fn plan_warns_of_a_missing_script_and_a_second_plan_of_one_file_and_dry_run_regi
     assert!(out.contains("; starting it"), "{out}");
     assert!(!out.contains("start it with"), "{out}");
 }
+
+#[test]
+fn a_cancelled_campaign_says_it_was_cancelled_and_proposes_nothing() {
+    // Before: "Nothing beat the baseline… Keep the current configuration."
+    let p = Project::new(|t| {
+        t.replace(
+            "resources = { cpus = 1 }",
+            "resources = { cpus = 1 }\nenv = { TOY_SLEEP = \"2\" }",
+        )
+    });
+    let o = p.reagent(&["run", "toy.toml", "--yes", "--detach"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = p.reagent(&["cancel", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let r = p.json(&["report", "1", "--format", "json"]);
+    assert_eq!(r["state"], "cancelled", "{r}");
+    let verdict = r["verdict"].as_str().unwrap();
+    assert!(
+        verdict.starts_with("The campaign was cancelled in validate. It makes no proposal."),
+        "{verdict}"
+    );
+    assert!(!verdict.contains("Keep the current"), "{verdict}");
+}

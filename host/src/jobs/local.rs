@@ -356,8 +356,7 @@ pub(crate) fn finished_state(dir: &Path) -> Option<JobState> {
     }
     let bytes = match read_regular(&dir.join(STATUS_FILE), 1 << 20) {
         Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
-        Err(e) => return Some(JobState::Lost(format!("{key}/{STATUS_FILE}: {e}"))),
+        Err(e) => return unread_status(&key, &e),
     };
     match serde_json::from_slice::<ExitRecord>(&bytes) {
         Ok(record) => Some(JobState::Finished(read_outcome(dir, record))),
@@ -365,6 +364,32 @@ pub(crate) fn finished_state(dir: &Path) -> Option<JobState> {
             "{key}/{STATUS_FILE} is unreadable: {e}"
         ))),
     }
+}
+
+/// The state of a job whose status file could not be read: not finished
+/// yet when it is not there; still running when the error is one that
+/// passes (too many open files, no memory, interrupted — the next pass
+/// looks again, as for a Slurm controller that does not answer); lost,
+/// naming the file, otherwise. A transient error once made a running
+/// trial "lost".
+pub(crate) fn unread_status(key: &str, e: &io::Error) -> Option<JobState> {
+    if e.kind() == io::ErrorKind::NotFound {
+        return None;
+    }
+    let transient = matches!(
+        e.raw_os_error(),
+        Some(
+            libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EINTR | libc::EAGAIN | libc::ENOBUFS
+        )
+    ) || matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+    );
+    if transient {
+        tracing::warn!("{key}/{STATUS_FILE}: {e}; looking again on the next pass");
+        return Some(JobState::Running);
+    }
+    Some(JobState::Lost(format!("{key}/{STATUS_FILE}: {e}")))
 }
 
 /// What is at a job folder's path, without following a symlink.

@@ -841,3 +841,23 @@ fn without_landlock_the_job_does_not_start_and_says_why() {
     );
     assert!(!work(&tmp).join("ran").exists(), "the job ran unconfined");
 }
+
+#[test]
+fn a_status_file_that_cannot_be_read_for_a_moment_is_not_a_lost_job() {
+    let e = |code| io::Error::from_raw_os_error(code);
+    // Too many open files, no memory, interrupted: look again next pass.
+    for code in [libc::EMFILE, libc::ENFILE, libc::ENOMEM, libc::EINTR] {
+        assert_eq!(
+            unread_status("c1-t1", &e(code)),
+            Some(JobState::Running),
+            "{code}"
+        );
+    }
+    // Not there yet: not finished.
+    assert_eq!(unread_status("c1-t1", &e(libc::ENOENT)), None);
+    // Anything else is named.
+    match unread_status("c1-t1", &e(libc::EACCES)) {
+        Some(JobState::Lost(why)) => assert!(why.starts_with("c1-t1/status.json: "), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
