@@ -16,6 +16,7 @@ mod hostile_cache;
 mod hostile_jobs;
 mod hostile_time;
 mod insights;
+mod kill_points;
 mod lab;
 mod llm;
 mod python;
