@@ -37,6 +37,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("tests/guests", "hostile-text", "generator"),
     ("tests/guests", "timer-abuse", "generator"),
     ("tests/guests", "boundary-flood", "generator-llm"),
+    ("tests/guests", "random-guest", "generator"),
 ];
 
 fn main() {

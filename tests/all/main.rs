@@ -20,6 +20,7 @@ mod kill_points;
 mod lab;
 mod llm;
 mod python;
+mod random_guests;
 mod recording;
 mod researcher;
 mod slurm;
