@@ -359,6 +359,37 @@ impl CappedPipe {
         std::mem::take(&mut *self.inner.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// The captured bytes as text that still fits the cap. Invalid UTF-8
+    /// becomes U+FFFD (three bytes for one), so decoding can grow the text:
+    /// what no longer fits is dropped, and counted with the rest.
+    pub fn take_text(&self) -> (String, u64) {
+        let Captured {
+            bytes,
+            dropped,
+            cap,
+        } = self.take();
+        let mut text = String::with_capacity(bytes.len().min(cap));
+        let mut used = 0usize;
+        'chunks: for chunk in bytes.utf8_chunks() {
+            for ch in chunk.valid().chars() {
+                if text.len() + ch.len_utf8() > cap {
+                    break 'chunks;
+                }
+                text.push(ch);
+                used += ch.len_utf8();
+            }
+            let bad = chunk.invalid().len();
+            if bad > 0 {
+                if text.len() + char::REPLACEMENT_CHARACTER.len_utf8() > cap {
+                    break;
+                }
+                text.push(char::REPLACEMENT_CHARACTER);
+                used += bad;
+            }
+        }
+        (text, dropped + (bytes.len() - used) as u64)
+    }
+
     fn push(&self, data: &[u8]) {
         let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let room = c.cap.saturating_sub(c.bytes.len());
@@ -402,5 +433,36 @@ impl OutputStream for CappedPipe {
 
     fn check_write(&mut self) -> StreamResult<usize> {
         Ok(64 * 1024)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CappedPipe;
+
+    fn text_of(cap: usize, writes: &[&[u8]]) -> (String, u64) {
+        let pipe = CappedPipe::new(cap);
+        for w in writes {
+            pipe.push(w);
+        }
+        pipe.take_text()
+    }
+
+    #[test]
+    fn decoded_text_never_passes_the_cap_and_every_byte_is_accounted_for() {
+        // Ten invalid bytes: lossy decoding would make 30 bytes of U+FFFD.
+        let (text, dropped) = text_of(10, &[&[0xff; 10]]);
+        assert_eq!(text, "\u{fffd}".repeat(3));
+        assert_eq!(dropped, 7);
+        // A three-byte character cut by the cap is dropped, not half-kept.
+        let (text, dropped) = text_of(4, &["ab€".as_bytes()]);
+        assert_eq!(text, "ab");
+        assert_eq!(dropped, 3);
+        // Bytes past the cap are counted alongside what decoding dropped.
+        let (text, dropped) = text_of(3, &[b"hello"]);
+        assert_eq!((text.as_str(), dropped), ("hel", 2));
+        // Valid text is kept whole.
+        let (text, dropped) = text_of(64, &["héllo\n".as_bytes()]);
+        assert_eq!((text.as_str(), dropped), ("héllo\n", 0));
     }
 }

@@ -652,12 +652,12 @@ impl Sandbox {
             }
         };
 
-        let out = stdout.take();
-        let err = stderr.take();
+        let (out, out_dropped) = stdout.take_text();
+        let (err, err_dropped) = stderr.take_text();
         let mut log: StrategyLog = state.log;
-        log.stdout = String::from_utf8_lossy(&out.bytes).into_owned();
-        log.stderr = String::from_utf8_lossy(&err.bytes).into_owned();
-        log.dropped_stdio_bytes = out.dropped + err.dropped;
+        log.stdout = out;
+        log.stderr = err;
+        log.dropped_stdio_bytes = out_dropped + err_dropped;
         let record = CallRecord {
             component_sha256: strategy.info.sha256.clone(),
             world: input.world(),
