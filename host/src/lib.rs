@@ -8,6 +8,7 @@ pub mod capabilities;
 pub mod cli;
 pub mod contract;
 pub mod files;
+pub mod fuzz;
 pub mod governance;
 pub mod insights;
 pub mod jobs;

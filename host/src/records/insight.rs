@@ -409,7 +409,7 @@ pub fn parse_jsonl(file: &str, bytes: &[u8]) -> Result<Vec<InsightRecord>, Parse
         let mut record: InsightRecord = match serde_json::from_str(text) {
             Ok(r) => r,
             Err(e) => {
-                fail(line, Some(e.column()), explain(&e, last == Some(i)));
+                fail(line, Some(e.column().max(1)), explain(&e, last == Some(i)));
                 continue;
             }
         };

@@ -282,27 +282,32 @@ fn print_info(info: &ComponentInfo) {
 /// The JSON accepted by `strategy try --input`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TryInput {
-    context: Context,
+pub(crate) struct TryInput {
+    pub(crate) context: Context,
     #[serde(default)]
-    max: Option<u32>,
+    pub(crate) max: Option<u32>,
     #[serde(default)]
-    failure: Option<FailureReport>,
+    pub(crate) failure: Option<FailureReport>,
     #[serde(default)]
-    history: StaticData,
+    pub(crate) history: StaticData,
     #[serde(default)]
-    memory: MemoryStore,
+    pub(crate) memory: MemoryStore,
 }
 
 fn read_input(path: &Path) -> anyhow::Result<TryInput> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read input file {}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| {
+    parse_input(&path.display().to_string(), &text)
+}
+
+/// Reads `strategy try --input` text; an error names `origin:line:column`.
+pub(crate) fn parse_input(origin: &str, text: &str) -> anyhow::Result<TryInput> {
+    serde_json::from_str(text).map_err(|e| {
         anyhow::anyhow!(
-            "{}:{}:{}: {e}\n(expected the format of examples/strategy-inputs/propose.json or diagnose.json)",
-            path.display(),
+            "{origin}:{}:{}: {e}\n(expected the format of examples/strategy-inputs/propose.json or diagnose.json)",
             e.line(),
-            e.column()
+            // serde_json says column 0 for the start of a line.
+            e.column().max(1)
         )
     })
 }

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing of every parser that reads a person's or a
+# strategy's bytes (targets in host/src/fuzz.rs, listed in fuzz/Cargo.toml).
+#
+#   scripts/fuzz.sh                 every target, 60 s each
+#   scripts/fuzz.sh 300 policy      one target, 5 minutes
+#
+# Needs rustup (it installs the nightly toolchain's wasm32-wasip2 target:
+# the host's build script compiles the guests with the same toolchain) and
+# cargo-fuzz (`cargo install cargo-fuzz`). New inputs that reach new code go
+# to fuzz/corpus/<target>/ (commit them after `cargo fuzz cmin`); a crash is
+# saved under fuzz/artifacts/<target>/ and the script stops with its path.
+#
+# Without nightly or cargo-fuzz it says so and falls back to the stable
+# harness the test suite runs (corpus replay plus seeded mutations).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+secs=${1:-60}
+shift || true
+targets=("$@")
+if [ ${#targets[@]} = 0 ]; then
+    mapfile -t targets < <(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^reagent-fuzz$')
+fi
+
+if ! rustup run nightly cargo --version >/dev/null 2>&1 || ! command -v cargo-fuzz >/dev/null; then
+    echo "no nightly toolchain or cargo-fuzz here: running the stable harness for ${secs}s per target instead"
+    echo "(rustup toolchain install nightly && cargo install cargo-fuzz for coverage-guided runs)"
+    REAGENT_FUZZ_SECS=$secs REAGENT_FUZZ_TARGETS="${targets[*]}" \
+        exec cargo test --test all fuzz::every_fuzz_target -- --nocapture
+fi
+rustup +nightly target add wasm32-wasip2 >/dev/null 2>&1 || rustup +nightly target add wasm32-wasip2
+
+export CARGO_TARGET_DIR=$PWD/target/fuzz
+for target in "${targets[@]}"; do
+    echo "== $target (${secs}s)"
+    mkdir -p "fuzz/corpus/$target"
+    # -rss_limit_mb: the parsers cap their inputs; a target that needs more
+    # than 2 GiB is a finding.
+    cargo +nightly fuzz run --fuzz-dir fuzz "$target" "fuzz/corpus/$target" -- \
+        -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 2>&1 |
+        grep -E '^(#[0-9]+ *DONE|stat::number_of_executed_units|stat::new_units_added|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)' || true
+    if [ "${PIPESTATUS[0]}" != 0 ]; then
+        echo "fuzz: $target found a crash (see fuzz/artifacts/$target/)" >&2
+        exit 1
+    fi
+done
+echo "fuzz: done; minimise with: cargo +nightly fuzz cmin --fuzz-dir fuzz <target>"
