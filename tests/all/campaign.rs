@@ -13,7 +13,12 @@ impl Project {
     /// A temp project with the toy job, its campaign file (with `edit`
     /// applied to the TOML) and an initialised workspace.
     pub fn new(edit: impl Fn(String) -> String) -> Project {
-        let dir = tempfile::tempdir().unwrap();
+        Project::new_in(&std::env::temp_dir(), edit)
+    }
+
+    /// [`Project::new`] in a folder under `parent` (e.g. a small mount).
+    pub fn new_in(parent: &Path, edit: impl Fn(String) -> String) -> Project {
+        let dir = tempfile::tempdir_in(parent).unwrap();
         let jobs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/jobs");
         std::fs::copy(jobs.join("toy.sh"), dir.path().join("toy.sh")).unwrap();
         let toml = std::fs::read_to_string(jobs.join("toy.toml")).unwrap();

@@ -8,6 +8,7 @@ mod chat_server;
 mod cli;
 mod crash;
 mod demo;
+mod full_disk;
 mod fuzz;
 mod governance;
 mod governance_model;

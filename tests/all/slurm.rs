@@ -206,28 +206,49 @@ fn a_controller_restart_mid_campaign_loses_nothing() {
 }
 
 #[test]
-fn a_crash_right_after_sbatch_is_found_by_name_not_submitted_again() {
+fn kills_on_the_submit_path_are_found_by_name_never_submitted_again() {
     let Some(_) = cluster() else { return };
-    let p = slurm_project(|t| t);
-    assert!(p.reagent(&["plan", "toy.toml", "--yes"]).status.success());
-    // The host dies right after its first sbatch, before recording the id.
-    let o = p
-        .command(&["run", "1", "--detach"])
-        .env("REAGENT_SLURM_CRASH_AFTER_SBATCH", "1")
-        .output()
-        .unwrap();
-    assert!(!o.status.success(), "{}", text(&o));
-    let dir = folder(&p, 1);
-    assert!(dir.join("job.sbatch").exists());
-    assert!(
-        !dir.join("slurm.jobid").exists(),
-        "the id was never recorded"
-    );
-    // The next host finds it by name.
-    let o = p.reagent(&["run", "1"]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(p.json(&["status", "1", "--json"])["state"], "finished");
-    assert_each_job_started_once(&p);
+    // Kill points of the Slurm submit path: right after `sbatch` returned
+    // (before the id file is written), and after the submission returned
+    // to the engine (before the journal records it), at the first and a
+    // later submission.
+    let points = [
+        ("REAGENT_SLURM_CRASH_AFTER_SBATCH", 1),
+        ("REAGENT_SLURM_CRASH_AFTER_SBATCH", 4),
+        ("REAGENT_CRASH_AFTER_SUBMITS", 1),
+        ("REAGENT_CRASH_AFTER_SUBMITS", 3),
+    ];
+    for (hook, n) in points {
+        let label = format!("{hook}={n}");
+        let p = slurm_project(|t| t);
+        assert!(p.reagent(&["plan", "toy.toml", "--yes"]).status.success());
+        let o = p
+            .command(&["run", "1", "--detach"])
+            .env(hook, n.to_string())
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{label}: {}", text(&o));
+        if hook == "REAGENT_SLURM_CRASH_AFTER_SBATCH" {
+            let dir = folder(&p, n);
+            assert!(dir.join("job.sbatch").exists(), "{label}");
+            assert!(
+                !dir.join("slurm.jobid").exists(),
+                "{label}: the id was never recorded"
+            );
+        }
+        // The next host finds the job by name instead of submitting again.
+        let o = p.reagent(&["run", "1"]);
+        assert!(o.status.success(), "{label}: {}", text(&o));
+        assert_eq!(
+            p.json(&["status", "1", "--json"])["state"],
+            "finished",
+            "{label}"
+        );
+        assert_each_job_started_once(&p);
+        let o = p.reagent(&["audit", "verify"]);
+        assert!(o.status.success(), "{label}: {}", text(&o));
+    }
+    println!("slurm submit path: {} kill points", points.len());
 }
 
 #[test]

@@ -307,6 +307,9 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", term::block(&format!("{e:#}")));
+            if let Some(advice) = crate::store::advice(&e) {
+                eprintln!("{}", term::block(advice));
+            }
             ExitCode::from(campaign::EXIT_USAGE)
         }
     }

@@ -418,10 +418,8 @@ impl Backend for SlurmBackend {
             .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()))
             .with_context(|| format!("sbatch printed {:?}, not a job id", out.trim()))?
             .to_string();
-        if std::env::var_os("REAGENT_SLURM_CRASH_AFTER_SBATCH").is_some() {
-            // Test hook: die between sbatch and recording its id.
-            std::process::abort();
-        }
+        // Test hook: die between sbatch and recording its id.
+        crate::store::after_sbatch();
         local::write_replace(&dir.join(JOBID_FILE), format!("{id}\n").as_bytes())?;
         Ok(JobHandle {
             key: spec.key.clone(),

@@ -120,7 +120,7 @@ pub(crate) fn run_supervisor(job_dir: &Path, stop: &AtomicBool) -> anyhow::Resul
         Ok(spec) => spec,
         Err(e) => {
             note(&mut notes, &format!("cannot start the job: {e:#}"));
-            write_status(&dir, &cannot_start(0.0))?;
+            write_status(&dir, &cannot_start(0.0), &mut notes)?;
             return Ok(());
         }
     };
@@ -136,7 +136,7 @@ pub(crate) fn run_supervisor(job_dir: &Path, stop: &AtomicBool) -> anyhow::Resul
     let record = run_job(&dir, &spec, stdout, stderr, &mut notes, stop);
     // Private tmp goes with the job (its processes are all dead by now).
     let _ = fs::remove_dir_all(&tmp);
-    write_status(&dir, &record?)?;
+    write_status(&dir, &record?, &mut notes)?;
     if let Some(wake) = &wake {
         run_wake(&dir, wake);
     }
@@ -515,8 +515,53 @@ fn spawn_retrying(cmd: &mut Command) -> io::Result<std::process::Child> {
     }
 }
 
-fn write_status(dir: &Path, record: &ExitRecord) -> anyhow::Result<()> {
-    write_atomic(&dir.join(STATUS_FILE), &serde_json::to_vec_pretty(record)?)
+/// Writes the exit record. On a full disk, a quota or a read-only
+/// filesystem it waits for the write to succeed instead of losing the
+/// record (the host sees a live supervisor, so the trial stays running),
+/// and first says so in the job's stderr: the debugger then reads "no space
+/// left" and treats a job that could not write its results as an
+/// infrastructure fault, not its configuration's.
+fn write_status(dir: &Path, record: &ExitRecord, notes: &mut File) -> anyhow::Result<()> {
+    let bytes = serde_json::to_vec_pretty(record)?;
+    let started = Instant::now();
+    let mut cause: Option<String> = None;
+    let mut noted = false;
+    loop {
+        if let Some(cause) = &cause
+            && !noted
+        {
+            let msg = format!(
+                "{cause} while the job ran: its results may be incomplete; the exit record waited {:.0} s for space",
+                started.elapsed().as_secs_f64()
+            );
+            noted = writeln!(notes, "[reagent supervisor] {msg}")
+                .and_then(|()| notes.sync_data())
+                .is_ok();
+            if !noted {
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        }
+        match write_atomic(&dir.join(STATUS_FILE), &bytes) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let code = e.chain().find_map(|c| {
+                    c.downcast_ref::<io::Error>()
+                        .and_then(io::Error::raw_os_error)
+                });
+                match code {
+                    Some(libc::ENOSPC | libc::EDQUOT) => {
+                        cause.get_or_insert_with(|| "No space left on device".into());
+                    }
+                    Some(libc::EROFS) => {
+                        cause.get_or_insert_with(|| "Read-only file system".into());
+                    }
+                    _ => return Err(e),
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
 }
 
 /// `<exe> wake --workspace <workspace> --quiet`, waited for; its stderr goes

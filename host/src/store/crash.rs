@@ -12,6 +12,8 @@
 ///   point, whoever makes it.
 /// - `REAGENT_CRASH_AFTER_SUBMITS=N`: this process aborts right after its
 ///   Nth job submission returned, before the journal records it.
+/// - `REAGENT_SLURM_CRASH_AFTER_SBATCH=N`: this process aborts right after
+///   its Nth `sbatch` returned, before the job id is written down.
 /// - `REAGENT_CRASH_LOG=FILE`: before aborting, append a line naming the
 ///   kill point, so a test can count the kill points it exercised.
 pub(super) fn crash_point() -> Option<u64> {
@@ -47,5 +49,16 @@ pub fn after_submit() {
     let n = SUBMITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
     if env_number("REAGENT_CRASH_AFTER_SUBMITS") == Some(n) {
         crash_here(&format!("after submit {n}"));
+    }
+}
+
+static SBATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The crash-testing hook of the Slurm backend: called after `sbatch`
+/// returned a job id, before the id file is written.
+pub fn after_sbatch() {
+    let n = SBATCHES.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    if env_number("REAGENT_SLURM_CRASH_AFTER_SBATCH") == Some(n) {
+        crash_here(&format!("after sbatch {n}"));
     }
 }

@@ -48,8 +48,12 @@ pub enum StoreError {
         "the workspace database {path} is damaged or not a reagent database: {message}\nNothing was changed. Restore it from a backup, or move it aside and run `reagent init`."
     )]
     Corrupt { path: String, message: String },
-    #[error("workspace database {path}: {message}")]
-    Io { path: String, message: String },
+    #[error("cannot open the workspace database {path}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub use crate::time::now_ms;
@@ -142,8 +146,10 @@ impl std::fmt::Debug for Store {
 }
 
 mod crash;
-pub use crash::after_submit;
+mod io;
+pub use crash::{after_sbatch, after_submit};
 use crash::{crash_here, crash_point, env_number};
+pub use io::advice;
 
 static COMMITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -161,7 +167,7 @@ impl Store {
             {
                 return Err(StoreError::Io {
                     path: display,
-                    message: e.to_string(),
+                    source: e,
                 });
             }
             Err(e) => {
@@ -254,6 +260,11 @@ impl Store {
 
     /// Runs `f` in one write transaction and commits it durably.
     pub fn write<R>(&self, f: impl FnOnce(&mut Tx) -> anyhow::Result<R>) -> anyhow::Result<R> {
+        self.commit(f)
+            .map_err(|e| io::name_write_error(&self.path, e))
+    }
+
+    fn commit<R>(&self, f: impl FnOnce(&mut Tx) -> anyhow::Result<R>) -> anyhow::Result<R> {
         let txn = self.db.begin_write()?;
         let head = {
             let meta = txn.open_table(META)?;
