@@ -169,16 +169,37 @@ impl Workspace {
     }
 
     /// Opens the store, waiting up to `patience` while another process has it.
+    /// While it waits it leaves a [`TURN_FILE`] asking a busy driver for a
+    /// turn (without one, `reagent status` beside a driver of quick jobs
+    /// waited ten seconds and more for a gap between passes).
     pub fn open_store(&self, patience: Duration) -> anyhow::Result<Store> {
         let start = Instant::now();
+        let turn = self.dir.join(TURN_FILE);
+        let mut asked = false;
         loop {
             match Store::open(&self.db_path()) {
-                Ok(s) => return Ok(s),
+                Ok(s) => {
+                    if asked {
+                        let _ = std::fs::remove_file(&turn);
+                    }
+                    return Ok(s);
+                }
                 Err(StoreError::Busy { .. }) if start.elapsed() < patience => {
+                    asked = std::fs::write(&turn, b"").is_ok() || asked;
                     std::thread::sleep(Duration::from_millis(15));
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+
+    /// A driver about to take the store again: when another process asked
+    /// for a turn, wait long enough for it to get in (it polls every 15 ms).
+    fn give_a_turn(&self) {
+        let turn = self.dir.join(TURN_FILE);
+        let start = Instant::now();
+        while turn.exists() && start.elapsed() < Duration::from_millis(200) {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -325,6 +346,10 @@ pub fn new_sandbox() -> anyhow::Result<&'static Sandbox> {
     let s = Sandbox::new(SandboxConfig::default())?;
     Ok(SANDBOX.get_or_init(|| s))
 }
+
+/// In `.reagent/`: present while a process waits for the store a driver
+/// holds (see [`Workspace::open_store`]).
+const TURN_FILE: &str = "store.turn";
 
 /// A bound wake socket that removes its file on drop, but only while the
 /// file is still its own (another process may have replaced a stale one).
@@ -560,6 +585,14 @@ pub fn run(
     });
     let mut waiting: Vec<UnixStream> = Vec::new();
     let result = loop {
+        // Notices that came while the last pass ran are covered by the next
+        // one: take them now and answer them after it. (Left in the channel
+        // while passes kept finding work, each held a descriptor here and a
+        // supervisor waiting there: a soak of quick jobs had 544 open.)
+        while let Ok(s) = rx.try_recv() {
+            enqueue_wake(&mut waiting, s);
+        }
+        ws.give_a_turn();
         let store = ws.open_store(Duration::from_secs(60))?;
         // Drive every active campaign of the workspace while we hold the
         // socket (their jobs' wakes come to us); stop when `id` ends.

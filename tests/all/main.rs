@@ -26,6 +26,7 @@ mod random_guests;
 mod recording;
 mod researcher;
 mod slurm;
+mod soak;
 mod stopping;
 mod support;
 mod surface;
