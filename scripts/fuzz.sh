@@ -4,9 +4,10 @@
 #
 #   scripts/fuzz.sh                 every target, 60 s each
 #   scripts/fuzz.sh 300 policy      one target, 5 minutes
+#   scripts/fuzz.sh cmin            shrink every corpus to the inputs that
+#                                   reach distinct code (before committing)
 #
-# Needs rustup (it installs the nightly toolchain's wasm32-wasip2 target:
-# the host's build script compiles the guests with the same toolchain) and
+# Needs a nightly toolchain (`rustup toolchain install nightly`) and
 # cargo-fuzz (`cargo install cargo-fuzz`). New inputs that reach new code go
 # to fuzz/corpus/<target>/ (commit them after `cargo fuzz cmin`); a crash is
 # saved under fuzz/artifacts/<target>/ and the script stops with its path.
@@ -16,22 +17,40 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-secs=${1:-60}
-shift || true
+mode=run
+if [ "${1:-}" = cmin ]; then
+    mode=cmin
+    shift
+    secs=0
+else
+    secs=${1:-60}
+    shift || true
+fi
 targets=("$@")
 if [ ${#targets[@]} = 0 ]; then
     mapfile -t targets < <(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^reagent-fuzz$')
 fi
 
 if ! rustup run nightly cargo --version >/dev/null 2>&1 || ! command -v cargo-fuzz >/dev/null; then
+    [ "$mode" = cmin ] && { echo "cmin needs nightly and cargo-fuzz" >&2; exit 1; }
     echo "no nightly toolchain or cargo-fuzz here: running the stable harness for ${secs}s per target instead"
     echo "(rustup toolchain install nightly && cargo install cargo-fuzz for coverage-guided runs)"
     REAGENT_FUZZ_SECS=$secs REAGENT_FUZZ_TARGETS="${targets[*]}" \
         exec cargo test --test all fuzz::every_fuzz_target -- --nocapture
 fi
-rustup +nightly target add wasm32-wasip2 >/dev/null 2>&1 || rustup +nightly target add wasm32-wasip2
-
+# The guests are built once by the stable toolchain (the nightly one may
+# have no wasm32-wasip2 standard library); the fuzz build reuses them.
+cargo build -p reagent --lib
+export REAGENT_PREBUILT_GUESTS=$PWD/target/guests
 export CARGO_TARGET_DIR=$PWD/target/fuzz
+if [ "$mode" = cmin ]; then
+    for target in "${targets[@]}"; do
+        before=$(ls "fuzz/corpus/$target" | wc -l)
+        cargo +nightly fuzz cmin --fuzz-dir fuzz "$target" "fuzz/corpus/$target" >/dev/null 2>&1
+        echo "$target: $before -> $(ls "fuzz/corpus/$target" | wc -l) inputs"
+    done
+    exit 0
+fi
 for target in "${targets[@]}"; do
     echo "== $target (${secs}s)"
     mkdir -p "fuzz/corpus/$target"
