@@ -268,6 +268,43 @@ fn operator(points: &mut BTreeSet<String>) {
     }
 }
 
+/// `amend --yes` raising the budget while a detached campaign's jobs run,
+/// killed at each of its commits (the request and its approval, the wake
+/// that applies it) and given again: the budget grows once, by exactly
+/// the amendment.
+fn amend(points: &mut BTreeSet<String>) {
+    for k in 1..=3 {
+        let p = Project::new(|t| busy(t).replace("TOY_RUNS = ", "TOY_SLEEP = \"1\", TOY_RUNS = "));
+        runs_log(&p);
+        let amended = std::fs::read_to_string(p.path("toy.toml"))
+            .unwrap()
+            .replace("cpu_hours = 1.0", "cpu_hours = 1.5");
+        std::fs::write(p.path("amended.toml"), amended).unwrap();
+        let o = p.reagent(&["run", "toy.toml", "--yes", "--detach"]);
+        assert!(o.status.success(), "{}", text(&o));
+        let at = events(&p) + k;
+        let _ = p
+            .command(&["amend", "1", "amended.toml", "--yes"])
+            .env("REAGENT_CRASH_AT_EVENT", at.to_string())
+            .env("REAGENT_CRASH_LOG", p.path("crash.log"))
+            .output()
+            .unwrap();
+        let label = format!("amend, event {at}");
+        if let Some(line) = crash_log(&p).first() {
+            points.insert(format!("amend, {line}"));
+        }
+        // The operator gives the command again.
+        let o = p.reagent(&["amend", "1", "amended.toml", "--yes"]);
+        assert!(o.status.success(), "{label}: {}", text(&o));
+        resume(&p, &label);
+        check_ended(&p, &label, "finished", TRIALS);
+        // Before, the second amend asked for the +0.5 again and the
+        // budget ended at 2.0.
+        let s = p.json(&["status", "1", "--json"]);
+        assert_eq!(s["budget"]["cpu_hours"], 1.5, "{label}: grew once: {s}");
+    }
+}
+
 /// Killed after each job submission returned, before the journal has it:
 /// the next driver finds the job by its key, never submits it again.
 fn submits(points: &mut BTreeSet<String>) {
@@ -341,14 +378,24 @@ fn chaos(points: &mut BTreeSet<String>) {
 fn every_commit_is_a_kill_point_and_nothing_is_lost() {
     let mut points = BTreeSet::new();
     let mut by_scenario = Vec::new();
+    let only = std::env::var("REAGENT_KILL_ONLY").ok();
     for (name, scenario) in [
         ("driver", driver as fn(&mut BTreeSet<String>)),
         ("small driver", small_driver),
         ("detached wakes", detached),
         ("operator commands", operator),
+        ("amend", amend),
         ("submit path", submits),
         ("random SIGKILLs", chaos),
     ] {
+        // REAGENT_KILL_ONLY="amend" runs only the scenarios named (then
+        // the count below is not checked).
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.split(',').any(|n| n.trim() == name))
+        {
+            continue;
+        }
         let before = points.len();
         let t0 = Instant::now();
         scenario(&mut points);
@@ -364,7 +411,7 @@ fn every_commit_is_a_kill_point_and_nothing_is_lost() {
         by_scenario.join("; ")
     );
     assert!(
-        points.len() >= 200,
+        only.is_some() || points.len() >= 200,
         "{} kill points: {by_scenario:?}",
         points.len()
     );

@@ -280,7 +280,8 @@ pub fn amend(
         .with_context(|| format!("no campaign {id} in {}", ws.dir.display()))?;
     let who = Identity::current();
     let label = file.display().to_string();
-    let requests = governance::amend::requests(&row, &new, &label, &who)?;
+    let earlier = store.approvals()?;
+    let requests = governance::amend::requests(&row, &new, &label, &who, &earlier)?;
     if new.strategies != row.spec.strategies {
         workspace::inspect_strategies(&new.strategies, workspace::new_sandbox()?)?;
     }

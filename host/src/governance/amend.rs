@@ -2,19 +2,30 @@
 //! strategies or budget, as approval requests.
 
 use super::{ApprovalKind, ApprovalRow, Decision, Identity, NewRequest, policy::Policy};
+use crate::records::approval::ApprovalState;
 use crate::records::campaign::CampaignRow;
 use crate::spec::Campaign;
 use crate::store::Store;
 
+/// How an operator's budget increase names its origin in its payload.
+const AMENDED_FROM: &str = "amended from";
+
 /// The requests that turn `row`'s spec into `new` (read from `label`): a
 /// strategy change and a budget increase, each only if it changes
-/// something. Anything else that differs, a budget that shrinks, or a
-/// campaign that has ended is refused, naming what to do instead.
+/// something that `earlier` (the campaign's approval requests) does not
+/// already ask for or grant. Anything else that differs, a budget that
+/// shrinks, or a campaign that has ended is refused, naming what to do
+/// instead.
+///
+/// The file's budget is a total: amending twice with the same file (or
+/// again after a crash) asks for nothing more. Before, each amend added the
+/// difference from the plan once more.
 pub fn requests(
     row: &CampaignRow,
     new: &Campaign,
     label: &str,
     by: &Identity,
+    earlier: &[ApprovalRow],
 ) -> anyhow::Result<Vec<NewRequest>> {
     let id = row.id;
     if !row.state.is_active() {
@@ -64,7 +75,15 @@ pub fn requests(
         expires_after_ms: row.spec.policy.approval_expiry.as_millis() as u64,
     };
     let mut requests = Vec::new();
-    if new.strategies != row.spec.strategies {
+    let live = |r: &&ApprovalRow| {
+        r.campaign == id && matches!(r.state, ApprovalState::Pending | ApprovalState::Approved)
+    };
+    let strategies_asked = earlier.iter().filter(live).any(|r| {
+        r.kind == ApprovalKind::StrategyChange
+            && !r.applied
+            && r.payload == serde_json::json!({ "strategies": &new.strategies })
+    });
+    if new.strategies != row.spec.strategies && !strategies_asked {
         let s = &new.strategies;
         requests.push(operator_request(
             ApprovalKind::StrategyChange,
@@ -80,10 +99,24 @@ pub fn requests(
             serde_json::json!({ "strategies": s }),
         ));
     }
-    // The file's budget is the plan's; approved increases stay on top.
-    let more_cpu = b_new.cpu_hours - row.spec.budget.cpu_hours;
-    let more_gpu = b_new.gpu_hours - row.spec.budget.gpu_hours;
-    let more_trials = b_new.max_trials - row.spec.budget.max_trials;
+    // The file's budget is the plan's plus the operator's amendments; the
+    // agent's approved increases stay on top.
+    let (mut amended_cpu, mut amended_gpu, mut amended_trials) = (0.0, 0.0, 0);
+    for r in earlier.iter().filter(live).filter(|r| {
+        r.kind == ApprovalKind::BudgetIncrease
+            && r.payload["reason"]
+                .as_str()
+                .is_some_and(|why| why.starts_with(AMENDED_FROM))
+    }) {
+        amended_cpu += r.payload["cpu_hours"].as_f64().unwrap_or(0.0);
+        amended_gpu += r.payload["gpu_hours"].as_f64().unwrap_or(0.0);
+        amended_trials += r.payload["max_trials"].as_u64().unwrap_or(0) as u32;
+    }
+    let more_cpu = (b_new.cpu_hours - row.spec.budget.cpu_hours - amended_cpu).max(0.0);
+    let more_gpu = (b_new.gpu_hours - row.spec.budget.gpu_hours - amended_gpu).max(0.0);
+    let more_trials = b_new
+        .max_trials
+        .saturating_sub(row.spec.budget.max_trials + amended_trials);
     if more_cpu > 0.0 || more_gpu > 0.0 || more_trials > 0 {
         requests.push(operator_request(
             ApprovalKind::BudgetIncrease,
@@ -97,7 +130,7 @@ pub fn requests(
                 "cpu_hours": more_cpu,
                 "gpu_hours": more_gpu,
                 "max_trials": more_trials,
-                "reason": format!("amended from {label}"),
+                "reason": format!("{AMENDED_FROM} {label}"),
             }),
         ));
     }
