@@ -7,6 +7,7 @@ pub mod campaign;
 pub mod capabilities;
 pub mod cli;
 pub mod contract;
+pub mod crash;
 pub mod files;
 pub mod fuzz;
 pub mod governance;

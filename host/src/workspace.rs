@@ -518,6 +518,31 @@ const STOP_POLL: Duration = Duration::from_millis(100);
 /// campaign stops losing trials early (detached campaigns look at wakes).
 const STOPPING_POLL: Duration = Duration::from_millis(500);
 
+/// How long an idle foreground driver waits for a wake notice: a few
+/// seconds as a fallback (a wake that raced our start may have driven a
+/// step without us), less until the next approval request falls due, and
+/// often while a campaign with a `[stopping]` rule has trials running
+/// (early stopping reads their curves).
+fn idle_wait(store: &Store, in_flight: bool) -> anyhow::Result<Duration> {
+    let mut wait = Duration::from_secs(10);
+    if in_flight
+        && store
+            .campaigns()?
+            .iter()
+            .any(|c| c.state.is_active() && c.spec.stopping.is_some())
+    {
+        wait = wait.min(STOPPING_POLL);
+    }
+    let now = crate::store::now_ms();
+    for a in store.approvals()? {
+        if a.state == crate::governance::ApprovalState::Pending {
+            let due = Duration::from_millis(a.expires_ms.saturating_sub(now) + 50);
+            wait = wait.min(due);
+        }
+    }
+    Ok(wait)
+}
+
 /// `reagent run`: drives campaign `id` (with its workspace peers) until it
 /// ends (foreground), until only waiting is left (detach), or until `stop`
 /// is set, checked between passes and while waiting.
@@ -631,27 +656,8 @@ pub fn run(
             continue;
         }
         // Nothing to do but wait: let go of the store and block until a
-        // job's supervisor wakes us (or, as a fallback, a few seconds pass:
-        // a wake that raced our start may have driven a step without us).
-        // Wake up for the next approval request that falls due, too.
-        let mut wait = Duration::from_secs(10);
-        // Early stopping reads running trials' curves: look often while a
-        // campaign with a `[stopping]` rule has trials running.
-        if store
-            .campaigns()?
-            .iter()
-            .any(|c| c.state.is_active() && c.spec.stopping.is_some())
-            && passes_in_flight
-        {
-            wait = wait.min(STOPPING_POLL);
-        }
-        let now = crate::store::now_ms();
-        for a in store.approvals()? {
-            if a.state == crate::governance::ApprovalState::Pending {
-                let due = Duration::from_millis(a.expires_ms.saturating_sub(now) + 50);
-                wait = wait.min(due);
-            }
-        }
+        // job's supervisor wakes us.
+        let wait = idle_wait(&store, passes_in_flight)?;
         drop(store);
         // Wait in slices, so a stop request is seen within STOP_POLL.
         let until = Instant::now() + wait;

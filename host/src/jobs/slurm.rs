@@ -419,7 +419,7 @@ impl Backend for SlurmBackend {
             .with_context(|| format!("sbatch printed {:?}, not a job id", out.trim()))?
             .to_string();
         // Test hook: die between sbatch and recording its id.
-        crate::store::after_sbatch();
+        crate::crash::after_sbatch();
         local::write_replace(&dir.join(JOBID_FILE), format!("{id}\n").as_bytes())?;
         Ok(JobHandle {
             key: spec.key.clone(),

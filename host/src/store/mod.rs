@@ -145,10 +145,8 @@ impl std::fmt::Debug for Store {
     }
 }
 
-mod crash;
 mod io;
-pub use crash::{after_sbatch, after_submit};
-use crash::{crash_here, crash_point, env_number};
+use crate::crash::{crash_here, crash_point, env_number};
 pub use io::advice;
 
 static COMMITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

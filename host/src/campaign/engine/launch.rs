@@ -224,7 +224,7 @@ impl Engine<'_> {
         let spec = self.job_spec(view, &t);
         match self.backend.submit(&spec) {
             Ok(handle) => {
-                crate::store::after_submit();
+                crate::crash::after_submit();
                 self.mark_submitted(view, tid, handle)?;
                 let title = view.labelled_title(t.hypothesis);
                 self.say(Progress::Launched {

@@ -1,5 +1,6 @@
 //! Crash-testing hooks: where a test may kill the process as if at a
-//! power cut (tests/all/kill_points.rs).
+//! power cut (tests/all/kill_points.rs). The bottom layer: the store's
+//! commits, the engine's submit path and the Slurm backend call them.
 
 /// Crash-testing hooks (tests/all/crash.rs), read from the environment:
 ///
@@ -16,11 +17,11 @@
 ///   its Nth `sbatch` returned, before the job id is written down.
 /// - `REAGENT_CRASH_LOG=FILE`: before aborting, append a line naming the
 ///   kill point, so a test can count the kill points it exercised.
-pub(super) fn crash_point() -> Option<u64> {
+pub(crate) fn crash_point() -> Option<u64> {
     env_number("REAGENT_CRASH_AFTER_COMMITS")
 }
 
-pub(super) fn env_number(name: &str) -> Option<u64> {
+pub(crate) fn env_number(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
