@@ -222,8 +222,9 @@ fn kills_on_the_submit_path_are_found_by_name_never_submitted_again() {
         let label = format!("{hook}={n}");
         let p = slurm_project(|t| t);
         assert!(p.reagent(&["plan", "toy.toml", "--yes"]).status.success());
+        // A foreground driver: it makes every submission itself.
         let o = p
-            .command(&["run", "1", "--detach"])
+            .command(&["run", "1"])
             .env(hook, n.to_string())
             .output()
             .unwrap();
