@@ -30,8 +30,8 @@ fn a_short_soak_loses_nothing_and_leaks_no_descriptors() {
         .map(|x| (x.launched, x.fds, x.rss_kib))
         .collect();
     println!(
-        "soak: {} launched in {:?}; (launched, descriptors, rss KiB) {trend:?}; actions {:?}",
-        out.launched, out.wall, out.actions
+        "soak: {} launched in {:?}; (launched, descriptors, rss KiB) {trend:?}; actions {:?}; slowest {:?}",
+        out.launched, out.wall, out.actions, out.slowest_action
     );
     let (rss_warm, rss_end, fds_warm, fds_end) =
         harness::drift(&out.samples, trials).expect("samples after warm-up");
