@@ -328,6 +328,84 @@ fn ctrl_c_stops_a_foreground_run_between_passes_and_the_jobs_finish_it() {
     assert!(o.status.success(), "{}", text(&o));
 }
 
+/// Starts a foreground driver of 8 trials of ~2 s and waits for a launch.
+fn driving(
+    p: &Project,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    use std::io::{BufRead as _, BufReader};
+    assert!(p.reagent(&["plan", "toy.toml", "--yes"]).status.success());
+    let mut driver = p
+        .command(&["run", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(driver.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("launch") {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "{seen}");
+        seen.push_str(&line);
+    }
+    (driver, out)
+}
+
+fn signal(child: &std::process::Child, sig: i32) {
+    // SAFETY: kill only sends a signal to the child we spawned.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+}
+
+#[test]
+fn sigterm_sighup_and_a_second_signal_leave_a_campaign_the_jobs_finish() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let slow = |t: String| {
+        t.replace("max_trials = 24", "max_trials = 8").replace(
+            "resources = { cpus = 1 }",
+            "resources = { cpus = 1 }\nenv = { TOY_SLEEP = \"2\" }",
+        )
+    };
+    // SIGTERM (a service manager) and SIGHUP (the terminal closing): the
+    // same as Ctrl-C — stop between passes, say so, hibernate.
+    for sig in [libc::SIGTERM, libc::SIGHUP] {
+        let p = Project::new(slow);
+        let (mut driver, mut out) = driving(&p);
+        signal(&driver, sig);
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        let status = driver.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "signal {sig}: {rest}");
+        assert!(
+            rest.contains("interrupted: campaign 1 is hibernating with"),
+            "signal {sig}: {rest}"
+        );
+        let s = p.wait_finished("1", Duration::from_secs(180));
+        assert_eq!(s["state"], "finished", "signal {sig}: {s}");
+        let o = p.reagent(&["audit", "verify"]);
+        assert!(o.status.success(), "signal {sig}: {}", text(&o));
+    }
+    // A second signal ends the driver at once, wherever it is; the
+    // campaign is still consistent and the jobs' supervisors finish it.
+    let p = Project::new(slow);
+    let (mut driver, _out) = driving(&p);
+    signal(&driver, libc::SIGINT);
+    signal(&driver, libc::SIGINT);
+    let status = driver.wait().unwrap();
+    assert!(
+        status.signal() == Some(libc::SIGINT) || status.code() == Some(130),
+        "{status:?}"
+    );
+    let s = p.wait_finished("1", Duration::from_secs(180));
+    assert_eq!(s["state"], "finished", "{s}");
+    let o = p.reagent(&["audit", "verify"]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
 #[test]
 fn bad_campaign_files_are_located_and_register_nothing() {
     let p = Project::new(|t| t.replace("{optimizer}", "{optimiser}"));
