@@ -9,7 +9,7 @@
 #
 # Needs a nightly toolchain (`rustup toolchain install nightly`) and
 # cargo-fuzz (`cargo install cargo-fuzz`). New inputs that reach new code go
-# to fuzz/corpus/<target>/ (commit them after `cargo fuzz cmin`); a crash is
+# to fuzz/corpus/<target>/ (commit them after `scripts/fuzz.sh cmin`); a crash is
 # saved under fuzz/artifacts/<target>/ and the script stops with its path.
 #
 # Without nightly or cargo-fuzz it says so and falls back to the stable
@@ -17,6 +17,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+case "${1:-}" in
+-h | --help)
+    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+esac
 mode=run
 if [ "${1:-}" = cmin ]; then
     mode=cmin
@@ -25,7 +31,19 @@ if [ "${1:-}" = cmin ]; then
 else
     secs=${1:-60}
     shift || true
+    case $secs in
+    '' | *[!0-9]*)
+        echo "fuzz.sh: '$secs' is not a number of seconds (scripts/fuzz.sh --help)" >&2
+        exit 2
+        ;;
+    esac
 fi
+for t in "$@"; do
+    if ! grep -qx "name = \"$t\"" fuzz/Cargo.toml; then
+        echo "fuzz.sh: no fuzz target '$t'; the targets: $(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^reagent-fuzz$' | tr '\n' ' ')" >&2
+        exit 2
+    fi
+done
 targets=("$@")
 if [ ${#targets[@]} = 0 ]; then
     mapfile -t targets < <(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^reagent-fuzz$')
@@ -56,12 +74,15 @@ for target in "${targets[@]}"; do
     mkdir -p "fuzz/corpus/$target"
     # -rss_limit_mb: the parsers cap their inputs; a target that needs more
     # than 2 GiB is a finding.
+    set +e
     cargo +nightly fuzz run --fuzz-dir fuzz "$target" "fuzz/corpus/$target" -- \
         -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 2>&1 |
-        grep -E '^(#[0-9]+ *DONE|stat::number_of_executed_units|stat::new_units_added|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)' || true
-    if [ "${PIPESTATUS[0]}" != 0 ]; then
+        grep -E '^(#[0-9]+ *DONE|stat::number_of_executed_units|stat::new_units_added|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written|thread .* panicked)'
+    status=${PIPESTATUS[0]}
+    set -e
+    if [ "$status" != 0 ]; then
         echo "fuzz: $target found a crash (see fuzz/artifacts/$target/)" >&2
         exit 1
     fi
 done
-echo "fuzz: done; minimise with: cargo +nightly fuzz cmin --fuzz-dir fuzz <target>"
+echo "fuzz: done; minimise the corpora with: scripts/fuzz.sh cmin"
