@@ -201,6 +201,9 @@ impl Workspace {
         while turn.exists() && start.elapsed() < Duration::from_millis(200) {
             std::thread::sleep(Duration::from_millis(20));
         }
+        // Left by a process killed while it waited, it would cost every
+        // pass 200 ms: a live waiter writes it again at its next try.
+        let _ = std::fs::remove_file(&turn);
     }
 
     /// Local jobs and Slurm jobs, chosen per job by its campaign's backend.

@@ -242,11 +242,11 @@ pub fn run(dir: &Path, s: &Soak) -> Outcome {
         if let Some(x) = sample(driver.id(), launched) {
             samples.push(x);
         }
-        if launched >= next_kill {
+        // Quick jobs leave few supervisors running at any instant: try at
+        // every look until one is killed.
+        if launched >= next_kill && kill_a_supervisor(dir, &mut rng) {
+            killed += 1;
             next_kill += s.kill_every;
-            if kill_a_supervisor(dir, &mut rng) {
-                killed += 1;
-            }
         }
         if Instant::now() >= next_act {
             let began = Instant::now();
