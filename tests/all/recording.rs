@@ -301,3 +301,68 @@ fn compiled_components_are_cached_on_disk_and_a_bad_cache_file_is_recompiled() {
         vec!["campaign nopool trials=2 tail=4"]
     );
 }
+
+/// A built-in strategy reads the whole history at every call, and its record
+/// holds every answer. Stored whole, N calls over a history of about T trials
+/// take N × T trials' worth of database (2,500 trials made 625 MB). History
+/// pages are stored once, in chunks shared between records: the database
+/// stays a small fraction of the records' size, and every record reads back
+/// as written, down to the bytes its event's hash covers.
+#[test]
+fn history_pages_are_stored_once_however_often_a_strategy_reads_them() {
+    use reagent::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("calls.redb");
+    let store = Store::open(&path).unwrap();
+    let mut data = data(1500);
+    let mut whole = 0usize;
+    let mut records = Vec::new();
+    for seq in 1..=24u64 {
+        // One more trial, and one trial's result arriving, between calls.
+        let next = data.trials.len() as u64;
+        let mut t = data.trials[0].clone();
+        t.id = next;
+        t.status = TrialStatus::Running;
+        t.objective = None;
+        data.trials.push(t);
+        if let Some(prev) = data.trials.get_mut(next as usize - 1) {
+            prev.status = TrialStatus::Succeeded;
+            prev.objective = Some(0.7);
+        }
+        let (r, _) = propose_with(
+            &reagent::strategy::StrategySource::parse("builtin:three-phase"),
+            context("t", Phase::Exploit, 5),
+            4,
+            &Limits::default(),
+            Arc::new(data.clone()),
+        );
+        assert!(r.outcome.is_ok(), "{:?}", r.outcome);
+        let pages = r
+            .host_calls
+            .iter()
+            .filter(|h| h.function == "history.trials")
+            .count();
+        assert!(pages >= 2, "the strategy read {pages} pages of trials");
+        whole += serde_json::to_vec(&r).unwrap().len();
+        store.write(|tx| tx.put_call(seq, &r)).unwrap();
+        records.push(r);
+    }
+    for (seq, r) in (1u64..).zip(&records) {
+        assert_eq!(store.call(seq).unwrap().as_ref(), Some(r), "record {seq}");
+        assert_eq!(
+            store.call_bytes(seq).unwrap().unwrap(),
+            serde_json::to_vec(r).unwrap(),
+            "record {seq}'s bytes"
+        );
+    }
+    drop(store);
+    let size = std::fs::metadata(&path).unwrap().len() as usize;
+    eprintln!("24 records of {whole} bytes in a database of {size} bytes");
+    assert!(
+        size * 4 < whole,
+        "24 records of {whole} bytes made a database of {size} bytes"
+    );
+    // Reopened, the records still read back whole.
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.call(24).unwrap().as_ref(), records.last());
+}

@@ -16,7 +16,6 @@ use crate::records::approval::ApprovalRow;
 use crate::records::campaign::{CampaignRow, Event, EventBody, HypothesisRow, TrialRow};
 use crate::records::insight::InsightRecord;
 use crate::strategy::data::MemoryStore;
-use crate::strategy::record::CallRecord;
 
 /// The schema this binary reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -145,8 +144,10 @@ impl std::fmt::Debug for Store {
     }
 }
 
+mod calls;
 mod io;
 use crate::crash::{crash_here, crash_point, env_number};
+pub use calls::CHUNK_ITEMS;
 pub use io::advice;
 
 static COMMITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -397,22 +398,6 @@ impl Store {
         Ok(self
             .get(MEMORY, (campaign, role), "memory")?
             .unwrap_or_default())
-    }
-
-    pub fn call(&self, seq: u64) -> anyhow::Result<Option<CallRecord>> {
-        self.get(CALLS, seq, "strategy call")
-    }
-
-    /// The stored bytes of a call record (to check them against the hash in
-    /// their event).
-    pub fn call_bytes(&self, seq: u64) -> anyhow::Result<Option<Vec<u8>>> {
-        let read = self.db.begin_read()?;
-        let t = match read.open_table(CALLS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        Ok(t.get(seq)?.map(|v| v.value().to_vec()))
     }
 
     pub fn approval(&self, id: u64) -> anyhow::Result<Option<ApprovalRow>> {
@@ -767,18 +752,6 @@ impl Tx {
     ) -> anyhow::Result<()> {
         let mut t = self.txn.open_table(MEMORY)?;
         t.insert((campaign, role), to_bytes(memory)?.as_slice())?;
-        Ok(())
-    }
-
-    pub fn put_call(&mut self, seq: u64, record: &CallRecord) -> anyhow::Result<()> {
-        self.put_call_bytes(seq, &to_bytes(record)?)
-    }
-
-    /// Stores a call record already serialized (so its hash can go into
-    /// the event that names it).
-    pub fn put_call_bytes(&mut self, seq: u64, bytes: &[u8]) -> anyhow::Result<()> {
-        let mut t = self.txn.open_table(CALLS)?;
-        t.insert(seq, bytes)?;
         Ok(())
     }
 

@@ -54,7 +54,7 @@ impl Engine<'_> {
                 llm_tokens: llm::usage(record).tokens,
             },
         )?;
-        tx.put_call_bytes(seq, &bytes)?;
+        tx.put_call(seq, record)?;
         Ok(seq)
     }
 
