@@ -55,6 +55,14 @@ fn main() {
         "  slowest operator command: {} ms",
         out.slowest_action.as_millis()
     );
+    let db_bytes = std::fs::metadata(dir.path().join(".reagent/reagent.redb"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "  workspace database: {:.1} MiB ({:.1} KiB a trial)",
+        db_bytes as f64 / 1048576.0,
+        db_bytes as f64 / 1024.0 / trials.max(1) as f64
+    );
     println!("  nothing lost: chain verified, every job ran once, ledger exact");
     let json = serde_json::json!({
         "trials": trials,
@@ -66,6 +74,7 @@ fn main() {
         "actions": out.actions.len(),
         "slowest_action_ms": out.slowest_action.as_millis() as u64,
         "events": out.events,
+        "database_bytes": db_bytes,
         "rss_kib_warm": rss_warm,
         "rss_kib_end": rss_end,
         "rss_kib_peak": peak,

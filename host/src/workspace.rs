@@ -626,6 +626,7 @@ pub fn run(
         // socket (their jobs' wakes come to us); stop when `id` ends.
         let passes = pass(ws, &store, sandbox, None, &mut cache, progress)?;
         reply(std::mem::take(&mut waiting));
+        crate::jobs::release_freed_memory();
         let passes_in_flight = passes.iter().any(|(_, p)| p.in_flight > 0);
         let current = match passes.into_iter().find(|(c, _)| *c == id) {
             Some((_, p)) => p,

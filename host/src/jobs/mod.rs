@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod slurm;
 pub mod supervisor;
 mod sys;
+pub use sys::release_freed_memory;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
