@@ -426,11 +426,15 @@ impl<'a> Engine<'a> {
     }
 
     /// Marks a hibernating campaign running again.
+    /// Reads the campaign through the cached view (it loaded every row of
+    /// the campaign at each pass only to read its state).
     pub fn resume_running(&mut self, id: u64) -> anyhow::Result<()> {
-        let mut view = View::load(self.store, id)?;
+        let mut view = self.view(id)?;
         if view.row.state == CampaignState::Hibernating {
             self.set_state(&mut view, CampaignState::Running, "woken")?;
         }
+        let head = self.store.head()?.0;
+        self.views.insert(id, (head, view));
         Ok(())
     }
 
