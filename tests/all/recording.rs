@@ -313,6 +313,10 @@ fn history_pages_are_stored_once_however_often_a_strategy_reads_them() {
     use reagent::store::Store;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("calls.redb");
+    // A database of the schema before chunks: its first chunked record
+    // makes it one that an older reagent refuses rather than misreads.
+    drop(Store::open(&path).unwrap());
+    set_schema(&path, 1);
     let store = Store::open(&path).unwrap();
     let mut data = data(1500);
     let mut whole = 0usize;
@@ -362,7 +366,29 @@ fn history_pages_are_stored_once_however_often_a_strategy_reads_them() {
         size * 4 < whole,
         "24 records of {whole} bytes made a database of {size} bytes"
     );
+    assert_eq!(schema(&path), reagent::store::SCHEMA_VERSION);
     // Reopened, the records still read back whole.
     let store = Store::open(&path).unwrap();
     assert_eq!(store.call(24).unwrap().as_ref(), records.last());
+}
+
+const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+
+fn set_schema(path: &std::path::Path, v: u32) {
+    let db = redb::Database::open(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    tx.open_table(META)
+        .unwrap()
+        .insert("schema", v.to_le_bytes().as_slice())
+        .unwrap();
+    tx.commit().unwrap();
+}
+
+fn schema(path: &std::path::Path) -> u32 {
+    use redb::ReadableDatabase;
+    let db = redb::Database::open(path).unwrap();
+    let read = db.begin_read().unwrap();
+    let t = read.open_table(META).unwrap();
+    let v = t.get("schema").unwrap().unwrap();
+    u32::from_le_bytes(v.value().try_into().unwrap())
 }

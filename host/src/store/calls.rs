@@ -173,6 +173,10 @@ impl Tx {
             let mut chunks = self.txn.open_table(CHUNKS)?;
             store(&mut chunks, record)?
         };
+        if is_chunked(&bytes) {
+            // An older reagent must refuse this database, not misread it.
+            self.put_meta("schema", &super::SCHEMA_VERSION.to_le_bytes())?;
+        }
         let mut t = self.txn.open_table(CALLS)?;
         t.insert(seq, bytes.as_slice())?;
         Ok(())

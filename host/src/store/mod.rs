@@ -17,8 +17,10 @@ use crate::records::campaign::{CampaignRow, Event, EventBody, HypothesisRow, Tri
 use crate::records::insight::InsightRecord;
 use crate::strategy::data::MemoryStore;
 
-/// The schema this binary reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema this binary reads and writes. 2: a call record may name
+/// shared chunks of history (store/calls.rs), which a binary of schema 1
+/// cannot read; a schema-1 database becomes 2 with its first such record.
+pub const SCHEMA_VERSION: u32 = 2;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
