@@ -465,7 +465,14 @@ fn approving_by_id_and_running_from_another_directory() {
 
 #[test]
 fn pause_stops_launches_but_keeps_recording_results() {
-    let p = Project::new(|t| t.replace("max_trials = 24", "max_trials = 12"));
+    // Jobs slow enough that the campaign cannot end before `pause` (quick
+    // ones sometimes finished all 12 trials first).
+    let p = Project::new(|t| {
+        t.replace("max_trials = 24", "max_trials = 12").replace(
+            "resources = { cpus = 1 }",
+            "resources = { cpus = 1 }\nenv = { TOY_SLEEP = \"0.5\" }",
+        )
+    });
     let o = p.reagent(&["run", "toy.toml", "--yes", "--detach"]);
     assert!(o.status.success(), "{}", text(&o));
     let o = p.reagent(&["pause", "1"]);
