@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{CALLS, Store, Tx};
-use crate::strategy::record::CallRecord;
+use crate::strategy::record::{CallRecord, HostCall};
 
 /// Items per chunk. Small enough that the chunk still changing (the newest
 /// trials) costs little to rewrite, large enough that a record's list of
@@ -53,6 +53,24 @@ fn pages(function: &str) -> bool {
     matches!(function, "history.trials" | "history.hypotheses")
 }
 
+/// A history page's cursor, its items (when there are any) and the whole
+/// answer object.
+fn page_items(
+    call: &HostCall,
+) -> Option<(
+    u64,
+    &[serde_json::Value],
+    &serde_json::Map<String, serde_json::Value>,
+)> {
+    if !pages(&call.function) || call.withheld.is_some() {
+        return None;
+    }
+    let cursor = call.request.get(0)?.as_u64()?;
+    let object = call.response.as_object()?;
+    let items = object.get("items")?.as_array()?;
+    (!items.is_empty()).then_some((cursor, items.as_slice(), object))
+}
+
 /// Splits `items`, the first of which is item `cursor` of the history, at
 /// multiples of [`CHUNK_ITEMS`].
 fn split(cursor: u64, items: &[serde_json::Value]) -> Vec<&[serde_json::Value]> {
@@ -75,25 +93,25 @@ pub(super) fn store(
     chunks: &mut redb::Table<&[u8], &[u8]>,
     record: &CallRecord,
 ) -> anyhow::Result<Vec<u8>> {
-    let mut stripped = record.clone();
+    // The record without its history pages' items, built rather than
+    // cloned: a clone copied every page (a third of a driver's peak heap).
+    let mut stripped = CallRecord {
+        component_sha256: record.component_sha256.clone(),
+        world: record.world.clone(),
+        input: record.input.clone(),
+        limits: record.limits.clone(),
+        host_calls: Vec::with_capacity(record.host_calls.len()),
+        outcome: record.outcome.clone(),
+        output_sha256: record.output_sha256.clone(),
+        usage: record.usage,
+        log: record.log.clone(),
+    };
     let mut chunked = Vec::new();
-    for (i, call) in stripped.host_calls.iter_mut().enumerate() {
-        if !pages(&call.function) || call.withheld.is_some() {
-            continue;
-        }
-        let Some(cursor) = call.request.get(0).and_then(|c| c.as_u64()) else {
+    for (i, call) in record.host_calls.iter().enumerate() {
+        let Some((cursor, items, rest)) = page_items(call) else {
+            stripped.host_calls.push(call.clone());
             continue;
         };
-        let Some(items) = call
-            .response
-            .get_mut("items")
-            .and_then(|i| i.as_array_mut())
-        else {
-            continue;
-        };
-        if items.is_empty() {
-            continue;
-        }
         let mut names = Vec::new();
         for part in split(cursor, items) {
             let bytes = serde_json::to_vec(part)?;
@@ -103,7 +121,23 @@ pub(super) fn store(
             }
             names.push(hex::encode(digest));
         }
-        items.clear();
+        // In the answer's own order (serde_json keeps insertion order
+        // here), so the record read back serializes to the same bytes.
+        let mut response = serde_json::Map::new();
+        for (k, v) in rest {
+            let v = if k == "items" {
+                serde_json::Value::Array(Vec::new())
+            } else {
+                v.clone()
+            };
+            response.insert(k.clone(), v);
+        }
+        stripped.host_calls.push(HostCall {
+            function: call.function.clone(),
+            request: call.request.clone(),
+            response: serde_json::Value::Object(response),
+            withheld: None,
+        });
         chunked.push(Chunked {
             call: i,
             chunks: names,
