@@ -97,7 +97,7 @@ pub(super) fn store(
     // cloned: a clone copied every page (a third of a driver's peak heap).
     let mut stripped = CallRecord {
         component_sha256: record.component_sha256.clone(),
-        world: record.world.clone(),
+        world: record.world,
         input: record.input.clone(),
         limits: record.limits.clone(),
         host_calls: Vec::with_capacity(record.host_calls.len()),
