@@ -10,7 +10,7 @@
 //! of finished trials is the same at every later call and is written once.
 //!
 //! The record read back is the record written (`call_bytes` gives the very
-//! bytes whose hash is in the call's event; the store's unit tests check
+//! bytes whose hash is in the call's event; `tests/all/recording.rs` checks
 //! it). Records written before this format are read as they are.
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
@@ -23,7 +23,7 @@ use crate::strategy::record::{CallRecord, HostCall};
 /// Items per chunk. Small enough that the chunk still changing (the newest
 /// trials) costs little to rewrite, large enough that a record's list of
 /// chunk names is a small fraction of what it stands for.
-pub const CHUNK_ITEMS: u64 = 64;
+const CHUNK_ITEMS: u64 = 64;
 
 pub(super) const CHUNKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("answer_chunks");
 
@@ -159,6 +159,30 @@ pub(super) fn store(
 
 impl Store {
     pub fn call(&self, seq: u64) -> anyhow::Result<Option<CallRecord>> {
+        self.read_call(seq, load)
+    }
+
+    /// The bytes of a call record as it was written (to check them against
+    /// the hash in their event): its chunks put back in place.
+    pub fn call_bytes(&self, seq: u64) -> anyhow::Result<Option<Vec<u8>>> {
+        self.read_call(seq, |chunks, bytes| {
+            if is_chunked(bytes) {
+                Ok(serde_json::to_vec(&load(chunks, bytes)?)?)
+            } else {
+                Ok(bytes.to_vec())
+            }
+        })
+    }
+
+    /// Hands call `seq`'s stored row, and the chunks it may name, to `f`.
+    fn read_call<R>(
+        &self,
+        seq: u64,
+        f: impl FnOnce(
+            Option<&redb::ReadOnlyTable<&'static [u8], &'static [u8]>>,
+            &[u8],
+        ) -> anyhow::Result<R>,
+    ) -> anyhow::Result<Option<R>> {
         let read = self.db.begin_read()?;
         let t = match read.open_table(CALLS) {
             Ok(t) => t,
@@ -173,29 +197,7 @@ impl Store {
             Err(redb::TableError::TableDoesNotExist(_)) => None,
             Err(e) => return Err(e.into()),
         };
-        Ok(Some(load(chunks.as_ref(), bytes.value())?))
-    }
-
-    /// The bytes of a call record as it was written (to check them against
-    /// the hash in their event): its chunks put back in place.
-    pub fn call_bytes(&self, seq: u64) -> anyhow::Result<Option<Vec<u8>>> {
-        let read = self.db.begin_read()?;
-        let t = match read.open_table(CALLS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let Some(bytes) = t.get(seq)? else {
-            return Ok(None);
-        };
-        if !is_chunked(bytes.value()) {
-            return Ok(Some(bytes.value().to_vec()));
-        }
-        drop((bytes, t, read));
-        Ok(match self.call(seq)? {
-            Some(record) => Some(serde_json::to_vec(&record)?),
-            None => None,
-        })
+        f(chunks.as_ref(), bytes.value()).map(Some)
     }
 }
 
@@ -218,12 +220,12 @@ impl Tx {
 }
 
 /// Whether `bytes` is a record stored in this format.
-pub(super) fn is_chunked(bytes: &[u8]) -> bool {
+fn is_chunked(bytes: &[u8]) -> bool {
     bytes.first() == Some(&CHUNKED)
 }
 
 /// The record stored as `bytes`, its chunks read from `chunks`.
-pub(super) fn load(
+fn load(
     chunks: Option<&impl ReadableTable<&'static [u8], &'static [u8]>>,
     bytes: &[u8],
 ) -> anyhow::Result<CallRecord> {

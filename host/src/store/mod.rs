@@ -149,7 +149,6 @@ impl std::fmt::Debug for Store {
 mod calls;
 mod io;
 use crate::crash::{crash_here, crash_point, env_number};
-pub use calls::CHUNK_ITEMS;
 pub use io::advice;
 
 static COMMITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

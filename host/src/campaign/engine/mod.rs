@@ -425,9 +425,9 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Marks a hibernating campaign running again.
-    /// Reads the campaign through the cached view (it loaded every row of
-    /// the campaign at each pass only to read its state).
+    /// Marks a hibernating campaign running again. Reads the campaign
+    /// through the cached view (it loaded every row of the campaign at each
+    /// pass only to read its state).
     pub fn resume_running(&mut self, id: u64) -> anyhow::Result<()> {
         let mut view = self.view(id)?;
         if view.row.state == CampaignState::Hibernating {
