@@ -297,7 +297,10 @@ impl StrategyCache {
     }
 }
 
-/// Advances every active campaign (or just `only`) once.
+/// Advances every active campaign (or just `only`) once. Under a workspace
+/// quota every active campaign is advanced whatever `only` says (the quota
+/// is shared), and launches wait until all have been: then free slots go
+/// out by weighted fair share (`Engine::share_slots`).
 pub fn pass(
     ws: &Workspace,
     store: &Store,
@@ -306,12 +309,15 @@ pub fn pass(
     cache: &mut StrategyCache,
     progress: &mut dyn FnMut(Progress),
 ) -> anyhow::Result<Vec<(u64, Pass)>> {
+    let quota = crate::quota::load(&ws.dir)?;
+    let only = if quota.is_some() { None } else { only };
     let backend = ws.backend();
     let mut engine = Engine::new(store, sandbox, &backend, Some(ws.wake_command()?), |p| {
         progress(p)
     })
     .with_strategies(std::mem::take(&mut cache.strategies))
-    .with_views(std::mem::take(&mut cache.views));
+    .with_views(std::mem::take(&mut cache.views))
+    .with_quota(quota);
     let mut out = Vec::new();
     for c in store.campaigns()? {
         if only.is_some_and(|id| id != c.id) || !c.state.is_active() {
@@ -319,6 +325,15 @@ pub fn pass(
         }
         engine.resume_running(c.id)?;
         out.push((c.id, engine.advance(c.id)?));
+    }
+    for (id, in_flight) in engine.share_slots()? {
+        if let Some((_, p)) = out.iter_mut().find(|(c, _)| *c == id) {
+            p.in_flight = in_flight;
+            p.changed = true;
+            if let Some(c) = store.campaign(id)? {
+                p.state = c.state;
+            }
+        }
     }
     let (strategies, views) = engine.into_parts();
     cache.strategies = strategies;

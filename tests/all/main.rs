@@ -21,6 +21,7 @@ mod insights;
 mod kill_points;
 mod lab;
 mod llm;
+mod portfolio;
 mod python;
 mod random_guests;
 mod recording;

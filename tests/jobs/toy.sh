@@ -6,6 +6,11 @@
 # oom | nan | timeout | crash | nometric | garbage.
 lr=$1; opt=$2; layers=$3; batch=$4; seed=$5
 if [ -n "$TOY_RUNS" ]; then echo "$REAGENT_JOB_DIR" >> "$TOY_RUNS"; fi
+# $TOY_SPANS: when each job started and ended (ns), for the quota tests.
+if [ -n "$TOY_SPANS" ]; then
+  echo "start $(date +%s%N) $REAGENT_CAMPAIGN $REAGENT_JOB_DIR" >> "$TOY_SPANS"
+  trap 'echo "end $(date +%s%N) $REAGENT_CAMPAIGN $REAGENT_JOB_DIR" >> "$TOY_SPANS"' EXIT
+fi
 if [ -n "$TOY_SLEEP" ]; then sleep "$TOY_SLEEP"; fi
 eval "mode=\${FAIL_T${REAGENT_TRIAL}:-}"
 case "$mode" in

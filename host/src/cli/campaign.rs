@@ -390,10 +390,27 @@ pub fn status(ws: &Workspace, id: Option<u64>, json: bool) -> anyhow::Result<Exi
         ],
         None => store.campaigns()?,
     };
-    let values: Vec<serde_json::Value> = rows
+    let mut values: Vec<serde_json::Value> = rows
         .iter()
         .map(|c| status_json(&store, c))
         .collect::<anyhow::Result<_>>()?;
+    // The portfolio: the quota's line, and each campaign's place under it.
+    // (Only without an ID: it reads every active campaign's trials.)
+    let standing = match (id, json) {
+        (Some(_), _) => None,
+        (None, false) => super::quota::portfolio_header(ws, &store)?,
+        (None, true) => crate::quota::load(&ws.dir)?
+            .map(|q| crate::quota::standing(&store, &q, crate::store::now_ms()))
+            .transpose()?,
+    };
+    for (v, c) in values.iter_mut().zip(&rows) {
+        if let Some(p) = standing
+            .as_ref()
+            .and_then(|s| s.campaigns.iter().find(|p| p.campaign == c.id))
+        {
+            v["quota"] = serde_json::json!({"weight": p.weight, "share": p.share});
+        }
+    }
     if json {
         let out = if id.is_some() {
             values[0].clone()
@@ -438,6 +455,14 @@ pub fn status(ws: &Workspace, id: Option<u64>, json: bool) -> anyhow::Result<Exi
         }
         if let Some(n) = v["note"].as_str() {
             println!("     {}", term::line(n));
+        }
+        if let Some(q) = v["quota"].as_object() {
+            let share = q["share"]
+                .as_f64()
+                .map_or("nothing to launch".to_string(), |s| {
+                    format!("share {s:.2} slots")
+                });
+            println!("     quota: weight {}, {share}", q["weight"]);
         }
         for a in v["pending_approvals"].as_array().into_iter().flatten() {
             println!(

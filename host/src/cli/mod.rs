@@ -13,6 +13,7 @@ pub mod campaign;
 pub mod demo;
 pub mod insights;
 pub mod plan;
+pub mod quota;
 pub mod scaffold;
 pub mod strategy;
 pub mod term;
@@ -92,9 +93,20 @@ pub enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Campaigns with their state, stage, trial counts, best so far and spend.
+    /// Campaigns with their state, stage, trial counts, best so far and spend;
+    /// without an ID, the whole portfolio: every campaign, what waits on a
+    /// person, and the workspace quota with each campaign's share.
     Status {
         id: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The workspace quota (`[quota]` in `.reagent/config.toml`): jobs at
+    /// once across all campaigns, CPU-/GPU-hours per day or week, each
+    /// campaign's weight; and where every active campaign stands under it
+    /// (running, queued, its share of the slots). Without a quota, prints an
+    /// example to start from.
+    Quota {
         #[arg(long)]
         json: bool,
     },
@@ -208,6 +220,7 @@ pub fn main() -> ExitCode {
     if matches!(
         cli.command,
         Command::Status { .. }
+            | Command::Quota { .. }
             | Command::Trials { .. }
             | Command::Report { .. }
             | Command::Approvals { .. }
@@ -255,6 +268,7 @@ pub fn main() -> ExitCode {
         } => ws().and_then(|w| campaign::run(&w, target, detach, yes)),
         Command::Wake { quiet } => ws().and_then(|w| campaign::wake(&w, quiet)),
         Command::Status { id, json } => ws().and_then(|w| campaign::status(&w, id, json)),
+        Command::Quota { json } => ws().and_then(|w| quota::show(&w, json)),
         Command::Trials { id, json } => ws().and_then(|w| campaign::trials(&w, id, json)),
         Command::Report {
             id,

@@ -62,6 +62,17 @@ impl Locator<'_> {
     }
 }
 
+/// A located error in any TOML file Reagent reads (the workspace config
+/// uses it too): `span` is a byte range of `text`.
+pub fn located(
+    file: &str,
+    text: &str,
+    span: std::ops::Range<usize>,
+    message: impl Into<String>,
+) -> ConfigError {
+    Locator { file, text }.at(span, message)
+}
+
 /// How long a request waits for a human before it is denied, by default.
 pub const DEFAULT_EXPIRY_MS: u64 = 72 * 3600 * 1000;
 

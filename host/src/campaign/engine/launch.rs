@@ -119,7 +119,12 @@ impl Engine<'_> {
             return Ok(true);
         }
         loop {
-            if view.in_flight() >= view.row.spec.budget.max_parallel as usize {
+            // Its own `max_parallel`, and the workspace quota's share.
+            if view.in_flight() >= self.slot_cap(view) {
+                break;
+            }
+            // The quota's hours: wait for the window to move on.
+            if self.quota_refusal(view).is_some() {
                 break;
             }
             // Baseline first, then in queue order.
@@ -181,6 +186,7 @@ impl Engine<'_> {
         view.row.ledger.reserved_cpu += rc;
         view.row.ledger.reserved_gpu += rg;
         view.row.ledger.launched += 1;
+        self.quota_reserve(rc, rg);
         let t = view.trials.iter_mut().find(|t| t.id == tid).unwrap();
         t.status = TrialStatus::Launching;
         // The job folder's name gets a nonce journaled here, so no job can

@@ -13,6 +13,7 @@ mod guardrails;
 mod launch;
 mod llm;
 mod propose;
+mod quota;
 mod settle;
 mod stages;
 
@@ -119,6 +120,8 @@ pub struct Engine<'a> {
     submitted: std::cell::RefCell<Vec<(u64, TrialRow, crate::jobs::JobHandle)>>,
     /// Now, in Unix milliseconds, for approval expiry (tests move it).
     clock: Box<dyn Fn() -> u64 + 'a>,
+    /// The workspace quota, when one is set (`with_quota`).
+    quota: Option<quota::QuotaGate>,
 }
 
 /// Strategies loaded by source, reused across passes.
@@ -174,6 +177,7 @@ impl<'a> Engine<'a> {
             views: HashMap::new(),
             submitted: std::cell::RefCell::new(Vec::new()),
             clock: Box::new(now_ms),
+            quota: None,
         }
     }
 
@@ -234,11 +238,28 @@ impl<'a> Engine<'a> {
     /// Drives one campaign as far as it can go without waiting.
     pub fn advance(&mut self, id: u64) -> anyhow::Result<Pass> {
         // On error the view is not kept: it may hold uncommitted changes.
+        let before = self.store.head()?.0;
         let mut view = self.view(id)?;
         let pass = self.advance_view(&mut view)?;
-        let head = self.store.head()?.0;
-        self.views.insert(id, (head, view));
+        self.keep_views(id, view, before)?;
         Ok(pass)
+    }
+
+    /// Caches campaign `id`'s view at the store's head, after commits made
+    /// since `before` by this engine for that campaign alone. Other views
+    /// that were current at `before` stay current: those commits wrote
+    /// none of their rows, and nobody else can write while this process
+    /// holds the store. (Without this, each campaign's commits made every
+    /// other campaign reload all its rows at the next pass.)
+    fn keep_views(&mut self, id: u64, view: View, before: u64) -> anyhow::Result<()> {
+        let head = self.store.head()?.0;
+        for (at, _) in self.views.values_mut() {
+            if *at == before {
+                *at = head;
+            }
+        }
+        self.views.insert(id, (head, view));
+        Ok(())
     }
 
     fn advance_view(&mut self, view: &mut View) -> anyhow::Result<Pass> {
@@ -429,13 +450,12 @@ impl<'a> Engine<'a> {
     /// through the cached view (it loaded every row of the campaign at each
     /// pass only to read its state).
     pub fn resume_running(&mut self, id: u64) -> anyhow::Result<()> {
+        let before = self.store.head()?.0;
         let mut view = self.view(id)?;
         if view.row.state == CampaignState::Hibernating {
             self.set_state(&mut view, CampaignState::Running, "woken")?;
         }
-        let head = self.store.head()?.0;
-        self.views.insert(id, (head, view));
-        Ok(())
+        self.keep_views(id, view, before)
     }
 
     fn stage_to(&mut self, view: &mut View, stage: Stage, reason: String) -> anyhow::Result<()> {
