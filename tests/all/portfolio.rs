@@ -255,3 +255,58 @@ fn killing_the_driver_of_a_portfolio_loses_nothing_and_never_exceeds_the_quota()
     );
     check_books(&p, "killed");
 }
+
+#[test]
+fn quota_hours_hold_trials_until_the_cap_is_raised() {
+    let p = Project::new(|t| {
+        t.replace("max_trials = 24", "max_trials = 8")
+            .replace("max_parallel = 2", "max_parallel = 4")
+            .replace("confirm_replicates = 2", "confirm_replicates = 1")
+            .replace(
+                "resources = { cpus = 1 }",
+                "resources = { cpus = 1 }\nenv = { TOY_SPANS = \"spans.log\", TOY_SLEEP = \"0.3\" }",
+            )
+    });
+    std::fs::write(p.path("spans.log"), "").unwrap();
+    let config = p.path(".reagent/config.toml");
+    // A mistake in the file: located, and nothing launches.
+    std::fs::write(&config, "[quota]\njobs = 0\n").unwrap();
+    let o = p.reagent(&["run", "toy.toml", "--yes", "--detach"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("config.toml:2:8"), "{out}");
+    assert!(out.contains("nothing launches"), "{out}");
+    let o = p.reagent(&["quota"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    // A trial reserves 1 CPU × 20 s = 0.0056 CPU-hours: a cap of 0.005 a
+    // day holds every trial back, and says so.
+    std::fs::write(&config, "[quota]\ncpu_hours_per_day = 0.005\n").unwrap();
+    let o = p.reagent(&["run", "1", "--detach"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("waiting: the workspace quota of 0.005 CPU-hours per day is used"),
+        "{out}"
+    );
+    let s = p.json(&["status", "1", "--json"]);
+    assert_eq!(s["trials"]["running"], 0, "{s}");
+    assert!(s["trials"]["queued"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(std::fs::read_to_string(p.path("spans.log")).unwrap(), "");
+    let q = text(&p.reagent(&["quota"]));
+    assert!(q.contains("0.000 of 0.005 CPU-h in the last 24 h"), "{q}");
+    // Raised to fit two reservations: the campaign runs to its end, never
+    // more than two trials at once (its own max_parallel is 4).
+    std::fs::write(&config, "[quota]\ncpu_hours_per_day = 0.012\n").unwrap();
+    let o = p.reagent(&["run", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let s = p.wait_finished("1", Duration::from_secs(60));
+    assert_eq!(s["state"], "finished", "{s}");
+    let spans = spans(&p);
+    assert!(spans.len() >= 6, "{spans:?}");
+    let most = most_at_once(&spans);
+    assert!(
+        most <= 2,
+        "{most} trials at once under an hours cap that fits 2"
+    );
+    assert_eq!(most, 2, "the cap's room for two was never used");
+}
