@@ -891,6 +891,13 @@ fn store(results: &mut serde_json::Map<String, Json>) {
         row.next_hypothesis = n + 1;
         row.ledger.launched = n as u32;
         row.ledger.spent_cpu = n as f64 * 0.0001;
+        // The tally the engine keeps on the row (what `status` reads), as
+        // a pass over these trials would leave it.
+        row.tally = Some(
+            reagent::campaign::engine::View::load(&store, 1)
+                .unwrap()
+                .tally(),
+        );
         store.write(|tx| tx.put_campaign(&row)).unwrap();
     }
     let fill = start.elapsed().as_secs_f64();
@@ -904,6 +911,8 @@ fn store(results: &mut serde_json::Map<String, Json>) {
     };
     let (o, status_wall, _, status_rss) = run(&["status", "1", "--json"]);
     check(&o, "status");
+    let shown: Json = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(shown["trials"]["succeeded"], n, "status: {shown}");
     let (o, report_wall, _, report_rss) = run(&["report", "1", "--format", "json"]);
     check(&o, "report");
     let (o, verify_wall, _, _) = run(&["audit", "verify"]);

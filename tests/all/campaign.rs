@@ -228,6 +228,64 @@ fn failures_go_through_the_debugger_to_the_right_action() {
         .filter(|t| t["attempt"].as_u64() == Some(2))
         .count();
     assert!(retried >= 2, "oom and nan were retried: {trials}");
+    status_matches_trials(&p);
+}
+
+/// `status` reads the tally the engine keeps on the campaign's row: its
+/// counts must be the trials' own.
+fn status_matches_trials(p: &Project) {
+    let s = p.json(&["status", "1", "--json"]);
+    let trials = p.json(&["trials", "1", "--json"]);
+    let count = |status: &str| {
+        trials
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["status"] == status)
+            .count() as u64
+    };
+    for (field, statuses) in [
+        ("queued", &["queued"][..]),
+        ("running", &["launching", "running"][..]),
+        ("succeeded", &["succeeded"][..]),
+        ("failed", &["failed"][..]),
+        ("stopped", &["stopped"][..]),
+    ] {
+        let want: u64 = statuses.iter().map(|st| count(st)).sum();
+        assert_eq!(s["trials"][field], want, "{field}: {s}\n{trials}");
+    }
+    let baseline_runs = trials
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["hypothesis"] == 0 && t["phase"] != "confirm" && t["status"] == "succeeded")
+        .count() as u64;
+    if baseline_runs == 0 {
+        assert!(s["baseline"].is_null(), "{s}");
+    } else {
+        assert_eq!(s["baseline"]["n"], baseline_runs, "{s}");
+    }
+}
+
+#[test]
+fn status_counts_stay_true_through_a_cancel() {
+    let p = Project::new(|t| {
+        t.replace(
+            "resources = { cpus = 1 }",
+            "resources = { cpus = 1 }\nenv = { TOY_SLEEP = \"5\" }",
+        )
+    });
+    let o = p.reagent(&["run", "toy.toml", "--yes", "--detach"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let s = p.json(&["status", "1", "--json"]);
+    assert_eq!(s["trials"]["running"], 2, "{s}");
+    status_matches_trials(&p);
+    let o = p.reagent(&["cancel", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let s = p.json(&["status", "1", "--json"]);
+    assert_eq!(s["state"], "cancelled", "{s}");
+    assert_eq!(s["trials"]["running"], 0, "{s}");
+    status_matches_trials(&p);
 }
 
 #[test]

@@ -9,7 +9,8 @@ use anyhow::Context as _;
 
 use super::stats::{self, Summary};
 use crate::records::campaign::{
-    CampaignRow, HypothesisRow, HypothesisStatus, Stage, TrialRow, TrialStatus,
+    Best, CampaignRow, Estimate as TallyEstimate, HypothesisRow, HypothesisStatus, Stage, Tally,
+    TrialRow, TrialStatus,
 };
 use crate::spec::Campaign;
 use crate::store::Store;
@@ -317,6 +318,35 @@ impl View {
     }
 
     /// The best non-baseline hypothesis that beats the baseline, if any.
+    /// What `status` shows of the trials (see `records::campaign::Tally`).
+    pub fn tally(&self) -> Tally {
+        let mut t = Tally::default();
+        for trial in &self.trials {
+            let count = match trial.status {
+                TrialStatus::Queued => &mut t.queued,
+                TrialStatus::Launching | TrialStatus::Running => &mut t.running,
+                TrialStatus::Succeeded => &mut t.succeeded,
+                TrialStatus::Failed => &mut t.failed,
+                TrialStatus::Stopped => &mut t.stopped,
+                _ => continue,
+            };
+            *count += 1;
+        }
+        let estimate = |s: Summary| TallyEstimate {
+            mean: s.mean,
+            sd: s.sd,
+            n: s.n,
+        };
+        t.baseline = self.baseline().map(estimate);
+        t.best = self.best().map(|(h, s, e)| Best {
+            hypothesis: h,
+            mean: s.mean,
+            n: s.n,
+            improvement: e,
+        });
+        t
+    }
+
     pub fn best(&self) -> Option<(u64, Summary, f64)> {
         let judging = self.judging();
         let direction = self.spec().objective.direction;

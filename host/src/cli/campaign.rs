@@ -346,9 +346,12 @@ pub fn wake(ws: &Workspace, quiet: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn status_json(store: &Store, c: &CampaignRow) -> anyhow::Result<serde_json::Value> {
-    let view = View::load(store, c.id)?;
-    let count = |s: TrialStatus| view.trials.iter().filter(|t| t.status == s).count();
-    let best = view.best();
+    // The row's tally, kept by the engine; rows from before it existed
+    // are tallied from their trials.
+    let tally = match &c.tally {
+        Some(t) => t.clone(),
+        None => View::load(store, c.id)?.tally(),
+    };
     Ok(serde_json::json!({
         "id": c.id,
         "name": c.spec.name,
@@ -356,14 +359,14 @@ fn status_json(store: &Store, c: &CampaignRow) -> anyhow::Result<serde_json::Val
         "stage": c.stage.name(),
         "paused": c.paused,
         "trials": {
-            "queued": count(TrialStatus::Queued),
-            "running": view.in_flight(),
-            "succeeded": count(TrialStatus::Succeeded),
-            "failed": count(TrialStatus::Failed),
-            "stopped": count(TrialStatus::Stopped),
+            "queued": tally.queued,
+            "running": tally.running,
+            "succeeded": tally.succeeded,
+            "failed": tally.failed,
+            "stopped": tally.stopped,
         },
-        "baseline": view.baseline(),
-        "best": best.map(|(h, s, e)| serde_json::json!({"hypothesis": h, "mean": s.mean, "n": s.n, "improvement": e})),
+        "baseline": tally.baseline,
+        "best": tally.best,
         "spent": {"cpu_hours": c.ledger.spent_cpu, "gpu_hours": c.ledger.spent_gpu},
         "reserved": {"cpu_hours": c.ledger.reserved_cpu, "gpu_hours": c.ledger.reserved_gpu},
         "budget": {"cpu_hours": c.budget().cpu_hours, "gpu_hours": c.budget().gpu_hours, "max_trials": c.budget().max_trials},

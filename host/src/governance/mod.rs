@@ -158,6 +158,8 @@ pub fn register(
         winner: None,
         llm_tokens: 0,
         raced: false,
+        // No trials yet: the tally is exact from the start.
+        tally: Some(Default::default()),
     };
     tx.append(
         Some(id),

@@ -275,7 +275,7 @@ impl<'a> Engine<'a> {
         changed |= self.reconcile(view)?;
         changed |= self.govern(view)?;
         if !view.row.state.is_active() {
-            self.flush(view)?;
+            self.close_pass(view, changed)?;
             return Ok(Pass {
                 state: view.row.state,
                 in_flight: view.in_flight(),
@@ -284,7 +284,7 @@ impl<'a> Engine<'a> {
         }
         if view.row.paused {
             // Paused: results are still recorded, nothing new starts.
-            self.flush(view)?;
+            self.close_pass(view, changed)?;
             return Ok(Pass {
                 state: view.row.state,
                 in_flight: view.in_flight(),
@@ -299,7 +299,7 @@ impl<'a> Engine<'a> {
                 break;
             }
         }
-        self.flush(view)?;
+        self.close_pass(view, changed)?;
         if changed && view.row.state.is_active() {
             let text = summary_line(view);
             self.say(Progress::Summary { campaign: id, text });
@@ -393,6 +393,20 @@ impl<'a> Engine<'a> {
         })
     }
 
+    /// Ends a pass over a campaign: after a pass that changed something,
+    /// the row's tally (what `status` reads) is refreshed and committed
+    /// with the submissions not yet written; else those are flushed.
+    fn close_pass(&mut self, view: &mut View, changed: bool) -> anyhow::Result<()> {
+        if changed {
+            let tally = view.tally();
+            if view.row.tally.as_ref() != Some(&tally) {
+                view.row.tally = Some(tally);
+                return self.commit(view, |_| Ok(()));
+            }
+        }
+        self.flush(view)
+    }
+
     /// Commits recorded submissions not yet written.
     fn flush(&self, view: &View) -> anyhow::Result<()> {
         if self.submitted.borrow().is_empty() {
@@ -418,6 +432,7 @@ impl<'a> Engine<'a> {
         if to.is_terminal() {
             let now = now_ms();
             view.row.finished_ms = Some(now);
+            view.row.tally = Some(view.tally());
             insights = super::learned::derive(view, now);
         }
         let id = view.row.id;
@@ -531,12 +546,16 @@ impl<'a> Engine<'a> {
 }
 
 /// Stage, trials running/done/failed, best so far vs baseline, budget used.
+/// (From the row's tally when it is current, as after `close_pass`.)
 pub fn summary_line(view: &View) -> String {
-    let count = |s: TrialStatus| view.trials.iter().filter(|t| t.status == s).count();
-    let best = match (view.baseline(), view.best()) {
-        (Some(b), Some((h, s, e))) => format!(
-            "best h{h} {:.6} vs baseline {:.6} ({e:+.6})",
-            s.mean, b.mean
+    let tally = match &view.row.tally {
+        Some(t) => t.clone(),
+        None => view.tally(),
+    };
+    let best = match (tally.baseline, tally.best) {
+        (Some(b), Some(best)) => format!(
+            "best h{} {:.6} vs baseline {:.6} ({:+.6})",
+            best.hypothesis, best.mean, b.mean, best.improvement
         ),
         (Some(b), None) => format!("baseline {:.6}, nothing better yet", b.mean),
         _ => "baseline not measured yet".into(),
@@ -545,9 +564,9 @@ pub fn summary_line(view: &View) -> String {
     format!(
         "{}: {} running, {} done, {} failed | {best} | CPU-h {:.3} spent + {:.3} reserved of {}",
         view.row.stage.name(),
-        view.in_flight(),
-        count(TrialStatus::Succeeded),
-        count(TrialStatus::Failed),
+        tally.running,
+        tally.succeeded,
+        tally.failed,
         l.spent_cpu,
         l.reserved_cpu,
         view.row.budget().cpu_hours

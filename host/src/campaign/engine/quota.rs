@@ -168,7 +168,7 @@ impl Engine<'_> {
             g.caps.insert(id, cap);
         }
         let result = self.launch(&mut view).and_then(|c| {
-            self.flush(&view)?;
+            self.close_pass(&mut view, c)?;
             Ok(c)
         });
         if let Some(g) = &mut self.quota {
