@@ -14,12 +14,14 @@
 //! 3. Hibernation: processes and memory left while detached jobs run.
 //! 4. The store at scale: `status` and `report` latency, peak memory and the
 //!    database size with 100,000 recorded trials.
-//! 5. Peak memory of the host driving 64 concurrent no-op jobs.
+//! 5. Peak memory of the host driving 64 concurrent no-op jobs, and (6.)
+//!    one driver serving 8 campaigns of 16 concurrent jobs each.
 //!
 //! Knobs (environment): REAGENT_BENCH_OBJECTIVES (noisy,ranker),
 //! REAGENT_BENCH_BUDGETS (30,60), REAGENT_BENCH_SEEDS (3),
 //! REAGENT_BENCH_NOOP_TRIALS (2000), REAGENT_BENCH_STORE_TRIALS (100000),
-//! REAGENT_BENCH_ONLY (search,overhead,hibernation,store,memory; `stopping`,
+//! REAGENT_BENCH_ONLY (search,overhead,hibernation,store,memory,
+//! portfolio-memory; `stopping`,
 //! the ranker with and without early stopping, runs only when named).
 //! Results: target/bench/compare.json.
 
@@ -48,6 +50,31 @@ fn env_num(name: &str, default: u64) -> u64 {
 /// Runs a child to the end; returns (output, wall seconds, CPU seconds, peak
 /// RSS in KiB) from wait4, so each child's figures are its own.
 fn measured(cmd: &mut Command) -> (std::process::Output, f64, f64, u64) {
+    // The peak RSS comes from GNU time when it is there: a child spawned
+    // from this process (vfork + exec) starts its `ru_maxrss` at this
+    // process's own peak (hundreds of MiB after the store bench fills a
+    // database in memory), which made `status` look like 298 MiB.
+    let time = Path::new("/usr/bin/time");
+    let mut wrapped;
+    let cmd = if time.exists() {
+        wrapped = Command::new(time);
+        wrapped
+            .args(["-f", "bench-maxrss-kib %M", "--"])
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        if let Some(d) = cmd.get_current_dir() {
+            wrapped.current_dir(d);
+        }
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => wrapped.env(k, v),
+                None => wrapped.env_remove(k),
+            };
+        }
+        &mut wrapped
+    } else {
+        cmd
+    };
     let start = Instant::now();
     let child = cmd
         .stdout(Stdio::piped())
@@ -81,12 +108,19 @@ fn measured(cmd: &mut Command) -> (std::process::Output, f64, f64, u64) {
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     let cpu = secs(usage.ru_utime) + secs(usage.ru_stime);
     use std::os::unix::process::ExitStatusExt as _;
+    let mut stderr = t_err.join().unwrap();
+    let mut maxrss = usage.ru_maxrss as u64;
+    let text = String::from_utf8_lossy(&stderr).into_owned();
+    if let Some(at) = text.rfind("bench-maxrss-kib ") {
+        maxrss = text[at + 17..].trim().parse().unwrap_or(maxrss);
+        stderr.truncate(at);
+    }
     let output = std::process::Output {
         status: std::process::ExitStatus::from_raw(status),
         stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
+        stderr,
     };
-    (output, wall, cpu, usage.ru_maxrss as u64)
+    (output, wall, cpu, maxrss)
 }
 
 fn python() -> PathBuf {
@@ -917,15 +951,33 @@ fn store(results: &mut serde_json::Map<String, Json>) {
     check(&o, "report");
     let (o, verify_wall, _, _) = run(&["audit", "verify"]);
     check(&o, "audit verify");
+    // The same `status` reading every trial, as before the row kept a
+    // tally (a row without one still takes that path): the baseline.
+    {
+        let store = reagent::store::Store::open(&dir.path().join(".reagent/reagent.redb")).unwrap();
+        let mut row = store.campaign(1).unwrap().unwrap();
+        row.tally = None;
+        store.write(|tx| tx.put_campaign(&row)).unwrap();
+    }
+    let (o, old_status_wall, _, old_status_rss) = run(&["status", "1", "--json"]);
+    check(&o, "status (no tally)");
+    let old: Json = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        old["trials"], shown["trials"],
+        "the tally differs from the trials"
+    );
+    assert_eq!(old["best"], shown["best"], "the tally's best differs");
     println!(
         "  filled in {fill:.1} s; database {:.1} MiB ({:.0} bytes per trial)",
         size as f64 / 1048576.0,
         size as f64 / n as f64
     );
     println!(
-        "  status {:.0} ms (peak {:.1} MiB), report {:.0} ms (peak {:.1} MiB), audit verify {:.0} ms",
+        "  status {:.0} ms (peak {:.1} MiB; reading every trial instead: {:.0} ms, {:.1} MiB), report {:.0} ms (peak {:.1} MiB), audit verify {:.0} ms",
         status_wall * 1e3,
         status_rss as f64 / 1024.0,
+        old_status_wall * 1e3,
+        old_status_rss as f64 / 1024.0,
         report_wall * 1e3,
         report_rss as f64 / 1024.0,
         verify_wall * 1e3
@@ -935,6 +987,7 @@ fn store(results: &mut serde_json::Map<String, Json>) {
         json!({
             "trials": n, "db_bytes": size,
             "status_ms": status_wall * 1e3, "status_peak_rss_kib": status_rss,
+            "status_without_tally_ms": old_status_wall * 1e3, "status_without_tally_peak_rss_kib": old_status_rss,
             "report_ms": report_wall * 1e3, "report_peak_rss_kib": report_rss,
             "audit_verify_ms": verify_wall * 1e3,
         }),
@@ -960,10 +1013,58 @@ fn memory(results: &mut serde_json::Map<String, Json>) {
     );
 }
 
+/// Peak memory of one driver serving a portfolio: 8 campaigns of 64
+/// no-op trials, each 16 at once (128 jobs in flight), no quota.
+fn portfolio_memory(results: &mut serde_json::Map<String, Json>) {
+    println!("\n== host memory driving 8 campaigns x 16 concurrent no-op jobs ==");
+    let dir = tempfile::tempdir().unwrap();
+    let file = noop_campaign(dir.path(), 64, 16, &format!("sleep 1; {NOOP}"));
+    let toml = std::fs::read_to_string(&file).unwrap();
+    for i in 1..=8 {
+        let f = dir.path().join(format!("c{i}.toml"));
+        std::fs::write(
+            &f,
+            toml.replace("name = \"bench\"", &format!("name = \"bench{i}\"")),
+        )
+        .unwrap();
+        check(
+            &Command::new(REAGENT)
+                .args(["plan"])
+                .arg(&f)
+                .arg("--yes")
+                .current_dir(dir.path())
+                .output()
+                .unwrap(),
+            "plan",
+        );
+    }
+    // One driver serves every campaign; it returns when campaign 8 ends.
+    let mut c = Command::new(REAGENT);
+    c.args(["run", "8"]).current_dir(dir.path());
+    let (o, wall, cpu, rss) = measured(&mut c);
+    check(&o, "reagent run (8 x 16)");
+    for i in 1..=8 {
+        let o = Command::new(REAGENT)
+            .args(["run", &i.to_string()])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        check(&o, "reagent run (the rest)");
+    }
+    println!(
+        "  peak RSS of `reagent run` {:.1} MiB (goal ≤ 150 MiB); {wall:.1} s wall, {cpu:.2} s CPU",
+        rss as f64 / 1024.0
+    );
+    results.insert(
+        "portfolio_memory".into(),
+        json!({"campaigns": 8, "parallel": 16, "trials_each": 64, "run_peak_rss_kib": rss, "wall_secs": wall}),
+    );
+}
+
 fn main() {
     let only = env_list(
         "REAGENT_BENCH_ONLY",
-        "search,overhead,hibernation,store,memory",
+        "search,overhead,hibernation,store,memory,portfolio-memory",
     );
     let mut results = serde_json::Map::new();
     for part in &only {
@@ -974,6 +1075,7 @@ fn main() {
             "hibernation" => hibernation(&mut results),
             "store" => store(&mut results),
             "memory" => memory(&mut results),
+            "portfolio-memory" => portfolio_memory(&mut results),
             other => panic!("unknown part {other}"),
         }
     }
