@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod lab;
 pub mod limits;
 pub mod llm;
+pub mod notify;
 pub mod quota;
 pub mod records;
 pub mod sandbox;

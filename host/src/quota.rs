@@ -147,6 +147,9 @@ impl Usage {
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     quota: Option<QuotaFile>,
+    /// Read by `crate::notify`.
+    #[allow(dead_code)]
+    notify: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]

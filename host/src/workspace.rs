@@ -338,6 +338,12 @@ pub fn pass(
     let (strategies, views) = engine.into_parts();
     cache.strategies = strategies;
     cache.views = views;
+    // Someone to tell: spool what happened, and let a detached process
+    // deliver it (never the driver: a slow receiver must not hold a pass).
+    if let Some(cfg) = crate::notify::load(&ws.dir)? {
+        crate::notify::collect(&ws.dir, store, &cfg, crate::store::now_ms())?;
+        crate::notify::start_delivery(&ws.dir)?;
+    }
     Ok(out)
 }
 

@@ -3,7 +3,7 @@
 # from its knobs and reports it as JSON lines to $REAGENT_METRICS.
 # usage: toy.sh LR OPTIMIZER LAYERS BATCH SEED
 # A trial fails on purpose when $FAIL_T<trial> names a mode:
-# oom | nan | timeout | crash | nometric | garbage.
+# oom | nan | timeout | crash | nometric | garbage | html.
 lr=$1; opt=$2; layers=$3; batch=$4; seed=$5
 if [ -n "$TOY_RUNS" ]; then echo "$REAGENT_JOB_DIR" >> "$TOY_RUNS"; fi
 # $TOY_SPANS: when each job started and ended (ns), for the quota tests.
@@ -21,6 +21,7 @@ case "$mode" in
   crash) printf 'Traceback (most recent call last):\n  File "train.py", line 3, in <module>\nValueError: shapes (3,) and (4,) not aligned\n' >&2; exit 1 ;;
   nometric) echo '{"step":1,"other":1}' >> "$REAGENT_METRICS"; exit 0 ;;
   garbage) echo 'this is not json' >> "$REAGENT_METRICS"; exit 0 ;;
+  html) echo 'RuntimeError: <script>alert("job")</script><img src=x onerror=alert(1)>' >&2; exit 1 ;;
 esac
 awk -v lr="$lr" -v opt="$opt" -v layers="$layers" -v batch="$batch" -v seed="$seed" 'BEGIN {
   x = log(lr) / log(10) + 1.5

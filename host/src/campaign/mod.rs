@@ -3,6 +3,7 @@
 //! engine writes are `crate::records::campaign`.
 
 pub mod engine;
+pub mod html;
 pub mod learned;
 pub mod report;
 pub mod smoke;

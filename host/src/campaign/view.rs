@@ -72,8 +72,9 @@ pub fn allotment(spec: &Campaign) -> Allotment {
 pub struct Judging {
     values: HashMap<u64, Vec<f64>>,
     guarded: std::collections::HashSet<u64>,
-    baseline: Option<Summary>,
-    sigma: f64,
+    pub(crate) baseline: Option<Summary>,
+    /// The per-run noise σ the promising threshold uses.
+    pub(crate) sigma: f64,
 }
 
 /// Host-side view of a campaign's rows, with the statistics derived from them.

@@ -26,6 +26,8 @@ pub const EXIT_USAGE: u8 = 2;
 pub enum ReportFormat {
     Md,
     Json,
+    /// One self-contained file with plots (no script, no network).
+    Html,
 }
 
 fn user() -> String {
@@ -558,6 +560,8 @@ pub fn report_cmd(
         // bidi characters reach a terminal or a Markdown viewer raw.
         ReportFormat::Md => term::block(&report::markdown(&r)).into_owned(),
         ReportFormat::Json => serde_json::to_string_pretty(&r)? + "\n",
+        // Every string is escaped for HTML where it is written.
+        ReportFormat::Html => crate::campaign::html::page(&view, &r, crate::store::now_ms())?,
     };
     match out {
         Some(path) => {

@@ -117,7 +117,12 @@ pub enum Command {
         json: bool,
     },
     /// The improvement proposal: config diff, effect ± 95% CI, phases,
-    /// failures with diagnoses, compute spent vs budget.
+    /// failures with diagnoses, compute spent vs budget. `--format html`
+    /// writes one self-contained page (no script, no network) with plots:
+    /// the objective over trials with the best so far and the baseline
+    /// band, each hypothesis' effect with its 95% interval, the
+    /// confirmation runs and holdout, the objective against each knob, the
+    /// timeline of trials and the budget spent over time.
     Report {
         id: u64,
         #[arg(long, value_enum, default_value = "md")]
@@ -210,6 +215,10 @@ pub enum Command {
     /// Internal: supervise one job (started by the local backend).
     #[command(name = "__supervise", hide = true)]
     Supervise { job_dir: PathBuf },
+    /// Internal: deliver the workspace's notifications (started by the
+    /// driver when some wait; see docs/campaign.md#notifications).
+    #[command(name = "__notify", hide = true)]
+    Notify { workspace_dir: PathBuf },
 }
 
 pub fn main() -> ExitCode {
@@ -315,6 +324,9 @@ pub fn main() -> ExitCode {
         Command::Task { ref task, instance } => strategy::bench::task_job(task, instance),
         Command::Supervise { ref job_dir } => {
             crate::jobs::local::supervise(job_dir).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Notify { ref workspace_dir } => {
+            crate::notify::deliver(workspace_dir).map(|()| ExitCode::SUCCESS)
         }
     };
     match result {

@@ -511,6 +511,13 @@ fn plan_with(
         }
     }
     let state = row.state;
+    // A plan waiting for a person is news for `[notify]`.
+    if state == CampaignState::AwaitingApproval
+        && let Some(cfg) = crate::notify::load(&ws.dir)?
+    {
+        crate::notify::collect(&ws.dir, &store, &cfg, crate::store::now_ms())?;
+        crate::notify::start_delivery(&ws.dir)?;
+    }
     if let Some(e) = registered.refused {
         return Err(e.context(format!(
             "campaign {id} is registered and awaits another approver"

@@ -633,7 +633,7 @@ fn read_pid(path: &Path) -> Option<i32> {
 }
 
 /// Tries to take the flock; `None` if someone else holds it.
-fn try_lock(path: &Path, op: libc::c_int) -> anyhow::Result<Option<File>> {
+pub fn try_lock(path: &Path, op: libc::c_int) -> anyhow::Result<Option<File>> {
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
