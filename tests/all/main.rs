@@ -21,6 +21,7 @@ mod insights;
 mod kill_points;
 mod lab;
 mod llm;
+mod metric_names;
 mod notify;
 mod portfolio;
 mod python;

@@ -476,6 +476,11 @@ fn read_metrics(dir: &Path) -> (metrics::Metrics, Option<String>) {
             let err = read_tail_lossy(&dir.join(STDERR_FILE), REGEX_MAX_BYTES);
             metrics::parse_regex(pattern, &[&out, &err])
         }
+        MetricsSource::RegexNamed { regex, names } => {
+            let out = read_tail_lossy(&dir.join(STDOUT_FILE), REGEX_MAX_BYTES);
+            let err = read_tail_lossy(&dir.join(STDERR_FILE), REGEX_MAX_BYTES);
+            metrics::parse_regex_named(regex, names, &[&out, &err])
+        }
     };
     (m, note)
 }

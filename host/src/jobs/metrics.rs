@@ -346,6 +346,15 @@ pub fn read_jsonl_file(path: &Path) -> Metrics {
 /// of every named group is a point, its step the group's match count so far;
 /// the last match wins as the final value.
 pub fn parse_regex(pattern: &str, texts: &[&str]) -> Metrics {
+    parse_regex_named(pattern, &BTreeMap::new(), texts)
+}
+
+/// [`parse_regex`], reporting group `g` as metric `renames[g]` when listed.
+pub fn parse_regex_named(
+    pattern: &str,
+    renames: &BTreeMap<String, String>,
+    texts: &[&str],
+) -> Metrics {
     let mut m = Metrics::default();
     let mut errors = ErrorLog::default();
     let re = match regex::Regex::new(pattern) {
@@ -371,7 +380,7 @@ pub fn parse_regex(pattern: &str, texts: &[&str]) -> Metrics {
                     Some(value) => {
                         let step = counts.entry(name).or_insert(0);
                         m.push(Point {
-                            metric: name.to_string(),
+                            metric: renames.get(name).map_or(name, String::as_str).to_string(),
                             step: *step,
                             value,
                         });

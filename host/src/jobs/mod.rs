@@ -29,6 +29,12 @@ pub enum MetricsSource {
     /// A regex with named groups over stdout and stderr; the last match of
     /// each group wins.
     Regex(String),
+    /// The same, with groups renamed (group → metric): for metric names a
+    /// group cannot hold, such as `ndcg@10` or `val/loss`.
+    RegexNamed {
+        regex: String,
+        names: std::collections::BTreeMap<String, String>,
+    },
 }
 
 /// What to run, fully rendered by the engine.

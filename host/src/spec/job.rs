@@ -190,14 +190,36 @@ fn metrics(loc: &Locator, raw: &JobSection) -> Result<MetricsSource, ConfigError
                     format!("metrics {s:?}: expected \"jsonl\" or {{ regex = '…' }}"),
                 ));
             }
-            MetricsFile::Regex(RegexFile { regex }) => {
+            MetricsFile::Regex(RegexFile { regex, names }) => {
                 let re = regex::Regex::new(regex).map_err(|e| {
                     loc.at(m.span(), format!("metrics regex does not compile: {e}"))
                 })?;
-                if re.capture_names().flatten().next().is_none() {
+                let groups: Vec<&str> = re.capture_names().flatten().collect();
+                if groups.is_empty() {
                     return Err(loc.at(m.span(), "metrics regex has no named groups; name each metric, e.g. (?P<valid_ne>[0-9.eE+-]+)"));
                 }
-                MetricsSource::Regex(regex.clone())
+                for (group, metric) in names {
+                    if !groups.contains(&group.as_str()) {
+                        return Err(loc.at(
+                            m.span(),
+                            format!(
+                                "metrics names: the regex has no group `{group}` (its groups: {})",
+                                groups.join(", ")
+                            ),
+                        ));
+                    }
+                    if let Err(why) = super::check_metric_name(metric) {
+                        return Err(loc.at(m.span(), format!("metrics names: {why}")));
+                    }
+                }
+                if names.is_empty() {
+                    MetricsSource::Regex(regex.clone())
+                } else {
+                    MetricsSource::RegexNamed {
+                        regex: regex.clone(),
+                        names: names.clone(),
+                    }
+                }
             }
         },
     };

@@ -332,7 +332,30 @@ pub fn template(arg: &str) -> Result<Vec<Piece>, String> {
     Ok(out)
 }
 
-/// A knob or metric name: a letter or `_`, then letters, digits and `_`.
+/// A metric name as trainers and trackers write them: MLflow's set
+/// (letters, digits, `_ - . / space`) plus `@` (`ndcg@10`, `val/loss`,
+/// `eval-auc`, `top1.acc`), at most 250 characters, not empty, no space at
+/// either end. Nothing in it is markup or a control character, so it is
+/// safe wherever it is printed or exported.
+pub(crate) fn check_metric_name(name: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "_-./ @".contains(c);
+    if name.is_empty() || name.len() > 250 {
+        return Err(format!(
+            "metric name {name:?} must have 1 to 250 characters"
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| !ok_char(*c)) {
+        return Err(format!(
+            "metric name {name:?}: {c:?} is not allowed; use letters, digits and _ - . / @ or spaces"
+        ));
+    }
+    if name.starts_with(' ') || name.ends_with(' ') {
+        return Err(format!("metric name {name:?} starts or ends with a space"));
+    }
+    Ok(())
+}
+
+/// A knob name: a letter or `_`, then letters, digits and `_`.
 fn valid_name(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')

@@ -140,6 +140,9 @@ pub(super) enum MetricsFile {
 #[serde(deny_unknown_fields)]
 pub(super) struct RegexFile {
     pub(super) regex: String,
+    /// Group → metric name, for names a group cannot hold (`ndcg@10`).
+    #[serde(default)]
+    pub(super) names: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,7 +12,7 @@ use super::raw::{
 };
 use super::{
     Budget, Campaign, ConfigError, DEFAULT_EXPIRY_MS, Guard, Locator, ObjectiveSpec, PhaseSplit,
-    Policy, Resources, StoppingSpec, StrategiesConfig, job, knobs, parse_duration, valid_name,
+    Policy, Resources, StoppingSpec, StrategiesConfig, job, knobs, parse_duration,
 };
 use crate::limits::Limits;
 use crate::llm::LlmConfig;
@@ -77,11 +77,8 @@ fn objective(loc: &Locator, raw: &ObjectiveSection) -> Result<ObjectiveSpec, Con
         }
     };
     let metric = raw.metric.get_ref().clone();
-    if !valid_name(&metric) {
-        return Err(loc.at(
-            raw.metric.span(),
-            format!("metric name {metric:?}: use letters, digits and _"),
-        ));
+    if let Err(why) = super::check_metric_name(&metric) {
+        return Err(loc.at(raw.metric.span(), why));
     }
     let holdout = match &raw.holdout {
         Some(h) if h.get_ref() == &metric => {
@@ -90,14 +87,9 @@ fn objective(loc: &Locator, raw: &ObjectiveSection) -> Result<ObjectiveSpec, Con
                 "the holdout metric must differ from the objective metric",
             ));
         }
-        Some(h) if !valid_name(h.get_ref()) => {
-            return Err(loc.at(
-                h.span(),
-                format!(
-                    "holdout metric {:?}: use letters, digits and _",
-                    h.get_ref()
-                ),
-            ));
+        Some(h) if super::check_metric_name(h.get_ref()).is_err() => {
+            let why = super::check_metric_name(h.get_ref()).unwrap_err();
+            return Err(loc.at(h.span(), format!("holdout: {why}")));
         }
         Some(h) => Some(h.get_ref().clone()),
         None => None,
@@ -111,11 +103,8 @@ fn objective(loc: &Locator, raw: &ObjectiveSection) -> Result<ObjectiveSpec, Con
                 format!("guard on `{}` needs `max` or `min`", gf.metric),
             ));
         }
-        if !valid_name(&gf.metric) {
-            return Err(loc.at(
-                g.span(),
-                format!("guard metric {:?}: use letters, digits and _", gf.metric),
-            ));
+        if let Err(why) = super::check_metric_name(&gf.metric) {
+            return Err(loc.at(g.span(), format!("guard: {why}")));
         }
         if holdout.as_deref() == Some(gf.metric.as_str()) {
             return Err(loc.at(
@@ -351,6 +340,9 @@ fn stopping(
         ));
     }
     let metric = f.metric.clone().unwrap_or_else(|| objective.metric.clone());
+    if let Err(why) = super::check_metric_name(&metric) {
+        return Err(loc.at(s.span(), format!("stopping.metric: {why}")));
+    }
     if metric.trim().is_empty() {
         return Err(loc.at(s.span(), "stopping.metric is empty"));
     }
