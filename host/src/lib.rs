@@ -20,6 +20,7 @@ pub mod notify;
 pub mod quota;
 pub mod records;
 pub mod sandbox;
+pub mod serve;
 pub mod spec;
 pub mod store;
 pub mod strategy;

@@ -338,6 +338,9 @@ pub fn pass(
     let (strategies, views) = engine.into_parts();
     cache.strategies = strategies;
     cache.views = views;
+    if out.iter().any(|(_, p)| p.changed) {
+        poke_watchers(ws);
+    }
     // Someone to tell: spool what happened, and let a detached process
     // deliver it (never the driver: a slow receiver must not hold a pass).
     if let Some(cfg) = crate::notify::load(&ws.dir)? {
@@ -357,6 +360,21 @@ fn hibernate_all(ws: &Workspace, store: &Store, sandbox: &Sandbox) -> anyhow::Re
         }
     }
     Ok(())
+}
+
+/// The datagram socket `reagent serve` listens on for changes.
+pub const WATCH_SOCKET: &str = "watch.sock";
+
+/// Tells a live `reagent serve` that the workspace changed (it refreshes
+/// the open pages). Best effort: nobody may be listening.
+pub fn poke_watchers(ws: &Workspace) {
+    let path = ws.dir.join(WATCH_SOCKET);
+    if path.exists()
+        && let Ok(sock) = std::os::unix::net::UnixDatagram::unbound()
+    {
+        let _ = sock.set_nonblocking(true);
+        let _ = sock.send_to(b"changed", &path);
+    }
 }
 
 /// The process's sandbox: one wasmtime engine, and the components it has

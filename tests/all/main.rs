@@ -1,6 +1,7 @@
 //! Reagent's integration tests: one binary, one module per area.
 
 mod audit;
+mod browser;
 mod builtins;
 mod campaign;
 mod cannot_work;
@@ -29,6 +30,7 @@ mod random_guests;
 mod recording;
 mod report_html;
 mod researcher;
+mod serve;
 mod slurm;
 mod soak;
 mod stopping;

@@ -633,14 +633,28 @@ fn figure(out: &mut String, svg: Option<String>, caption: &str) {
     }
 }
 
+/// The page's styles (`reagent serve` uses them too).
+pub fn style() -> &'static str {
+    STYLE
+}
+
 /// The whole page.
 pub fn page(view: &View, r: &Report, now_ms: u64) -> anyhow::Result<String> {
+    let title = format!("Improvement proposal: {} (campaign {})", r.campaign, r.id);
+    Ok(format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">\n<title>{}</title><style>{STYLE}</style></head><body>\n{}</body></html>\n",
+        esc(&title),
+        body(view, r, now_ms)?
+    ))
+}
+
+/// The report's content: heading, verdict, tables and plots.
+pub fn body(view: &View, r: &Report, now_ms: u64) -> anyhow::Result<String> {
     let mut o = String::new();
     let title = format!("Improvement proposal: {} (campaign {})", r.campaign, r.id);
     let _ = write!(
         o,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">\n<title>{}</title><style>{STYLE}</style></head><body>\n<h1>{}</h1>\n<p class=\"verdict\">{}</p>\n",
-        esc(&title),
+        "<h1>{}</h1>\n<p class=\"verdict\">{}</p>\n",
         esc(&title),
         esc(&r.verdict)
     );
@@ -690,7 +704,6 @@ pub fn page(view: &View, r: &Report, now_ms: u64) -> anyhow::Result<String> {
     );
     phases_table(&mut o, r);
     failures_table(&mut o, view, r);
-    o.push_str("</body></html>\n");
     Ok(o)
 }
 

@@ -201,6 +201,19 @@ pub enum Command {
     /// lines to carry them between workspaces (docs/insights.md).
     #[command(subcommand)]
     Insights(insights::InsightsCommand),
+    /// The workspace in a browser: all campaigns, each campaign's plots and
+    /// trials (live, as the driver passes), approvals to approve or reject,
+    /// insights and the audit log. Listens on 127.0.0.1:8080 by default;
+    /// prints a login link with a token (kept 0600 in
+    /// .reagent/serve.token, new at every start). A non-loopback address
+    /// needs --auth: `token`, or `header:NAME` behind a reverse proxy that
+    /// authenticates people and names them in that header.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: std::net::SocketAddr,
+        #[arg(long, value_name = "token|header:NAME")]
+        auth: Option<String>,
+    },
     /// Internal: one trial of a bench task as a training job (see
     /// `reagent strategy bench`): knobs from $REAGENT_PARAMS, metrics to
     /// $REAGENT_METRICS.
@@ -278,6 +291,7 @@ pub fn main() -> ExitCode {
         Command::Wake { quiet } => ws().and_then(|w| campaign::wake(&w, quiet)),
         Command::Status { id, json } => ws().and_then(|w| campaign::status(&w, id, json)),
         Command::Quota { json } => ws().and_then(|w| quota::show(&w, json)),
+        Command::Serve { bind, ref auth } => ws().and_then(|w| serve_cmd(w, bind, auth.as_deref())),
         Command::Trials { id, json } => ws().and_then(|w| campaign::trials(&w, id, json)),
         Command::Report {
             id,
@@ -339,4 +353,28 @@ pub fn main() -> ExitCode {
             ExitCode::from(campaign::EXIT_USAGE)
         }
     }
+}
+
+/// `reagent serve`: prints where to look, then serves until stopped.
+fn serve_cmd(
+    ws: Workspace,
+    bind: std::net::SocketAddr,
+    auth: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let auth = auth.map(crate::serve::Auth::parse).transpose()?;
+    crate::serve::serve(ws, crate::serve::Options { bind, auth }, |s| {
+        println!("serving {}", s.url);
+        if let Some(login) = &s.login {
+            println!("open {login}");
+        }
+        if let Some(f) = &s.token_file {
+            println!(
+                "(the token is also in {}, readable only by you)",
+                f.display()
+            );
+        }
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
