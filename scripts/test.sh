@@ -15,8 +15,9 @@ trap 'rm -f "$log"' EXIT
 # `reagent strategy build` (the tests in tests/all/python.rs use this venv
 # too), pytest for the Python SDK, its templates and the example, and Optuna
 # for `reagent strategy bench --strategy optuna-tpe` (tests/all/lab.rs) and
-# the benchmarks (bench/requirements.txt), and Selenium for the browser
-# tests (tests/browser/requirements.txt).
+# the benchmarks (bench/requirements.txt), Selenium for the browser tests
+# (tests/browser/requirements.txt) and MLflow for the export test
+# (tests/mlflow/requirements.txt).
 python=${REAGENT_PYTHON:-python3}
 venv=target/python/venv
 have_python=0
@@ -27,13 +28,13 @@ if "$python" -c 'import venv, ensurepip' >/dev/null 2>&1; then
     while read -r pin; do
         case $pin in '' | '#'*) continue ;; esac
         grep -qxiF "$pin" <<<"$installed" || missing=1
-    done < <(cat guest-sdk-py/requirements-dev.txt bench/requirements.txt tests/browser/requirements.txt)
+    done < <(cat guest-sdk-py/requirements-dev.txt bench/requirements.txt tests/browser/requirements.txt tests/mlflow/requirements.txt)
     if [ "$missing" = 1 ]; then
-        echo "setting up $venv (componentize-py, pytest, optuna, selenium; once)"
+        echo "setting up $venv (componentize-py, pytest, optuna, selenium, mlflow; once)"
         "$python" -m venv "$venv"
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
             -r guest-sdk-py/requirements-dev.txt -r bench/requirements.txt \
-            -r tests/browser/requirements.txt
+            -r tests/browser/requirements.txt -r tests/mlflow/requirements.txt
     fi
     have_python=1
     export REAGENT_BENCH_PYTHON=$PWD/$venv/bin/python

@@ -8,6 +8,7 @@ pub mod capabilities;
 pub mod cli;
 pub mod contract;
 pub mod crash;
+pub mod export;
 pub mod files;
 pub mod fuzz;
 pub mod governance;

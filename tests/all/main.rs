@@ -23,6 +23,7 @@ mod kill_points;
 mod lab;
 mod llm;
 mod metric_names;
+mod mlflow;
 mod notify;
 mod portfolio;
 mod python;

@@ -39,6 +39,25 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// Into an MLflow tracking server, through its REST API: one experiment
+    /// per campaign, one run per settled trial (params, final and per-step
+    /// metrics, tags for phase, hypothesis and status) and, once the
+    /// campaign has ended, a `proposal` run with the report as artifacts.
+    /// Run it again at any time: what is already there is not sent twice.
+    /// MLflow refuses `@` in metric names: `ndcg@10` becomes `ndcg_at_10`.
+    Mlflow {
+        /// The campaign's ID.
+        id: u64,
+        /// The server, e.g. http://127.0.0.1:5000.
+        #[arg(long, value_name = "URI")]
+        tracking_uri: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// The whole loop on the example ranking model: build the trainer,
     /// generate click logs, plan and approve the campaign, run it, print the
@@ -214,6 +233,9 @@ pub enum Command {
         #[arg(long, value_name = "token|header:NAME")]
         auth: Option<String>,
     },
+    /// Send a campaign to another system.
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Internal: one trial of a bench task as a training job (see
     /// `reagent strategy bench`): knobs from $REAGENT_PARAMS, metrics to
     /// $REAGENT_METRICS.
@@ -291,6 +313,11 @@ pub fn main() -> ExitCode {
         Command::Wake { quiet } => ws().and_then(|w| campaign::wake(&w, quiet)),
         Command::Status { id, json } => ws().and_then(|w| campaign::status(&w, id, json)),
         Command::Quota { json } => ws().and_then(|w| quota::show(&w, json)),
+        Command::Export(ExportCommand::Mlflow {
+            id,
+            ref tracking_uri,
+            json,
+        }) => ws().and_then(|w| export_mlflow(&w, id, tracking_uri, json)),
         Command::Serve { bind, ref auth } => ws().and_then(|w| serve_cmd(w, bind, auth.as_deref())),
         Command::Trials { id, json } => ws().and_then(|w| campaign::trials(&w, id, json)),
         Command::Report {
@@ -376,5 +403,29 @@ fn serve_cmd(
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `reagent export mlflow`.
+fn export_mlflow(ws: &Workspace, id: u64, uri: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let store = ws.open_store(std::time::Duration::from_secs(30))?;
+    if store.campaign(id)?.is_none() {
+        anyhow::bail!("no campaign {id} in {}", ws.dir.display());
+    }
+    let done = crate::export::mlflow(&store, id, uri)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&done)?);
+    } else {
+        println!(
+            "campaign {id} -> MLflow experiment {} ({}): {} run(s) sent, {} already there, {} half-made redone; {}/#/experiments/{}",
+            done.experiment_id,
+            term::line(&done.experiment),
+            done.created,
+            done.already,
+            done.redone,
+            uri.trim_end_matches('/'),
+            done.experiment_id
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
