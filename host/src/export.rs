@@ -12,6 +12,11 @@
 //!
 //! MLflow refuses `@` in metric names: `ndcg@10` is exported as
 //! `ndcg_at_10` (the run's `reagent.metric_names` tag keeps the mapping).
+//!
+//! `[export] mlflow = "URI"` in `.reagent/config.toml` does it as trials
+//! finish: after a pass that changed something the driver marks
+//! `export.dirty` and starts `reagent __export` detached (one at a time);
+//! that process exports every campaign until no pass marked it again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -420,6 +425,125 @@ fn proposal_run(ml: &Mlflow, experiment: &str, view: &View) -> anyhow::Result<()
         "runs/set-tag",
         &json!({"run_id": run, "key": "reagent.complete", "value": "true"}),
     )?;
+    Ok(())
+}
+
+/// The `[export]` section: where to export as trials finish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoExport {
+    pub mlflow: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[allow(dead_code)]
+    quota: Option<toml::Table>,
+    #[allow(dead_code)]
+    notify: Option<toml::Table>,
+    export: Option<ExportFile>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportFile {
+    mlflow: toml::Spanned<String>,
+}
+
+/// The workspace's `[export]`, if any (errors located in the file).
+pub fn load(dir: &std::path::Path) -> Result<Option<AutoExport>, crate::spec::ConfigError> {
+    let path = dir.join(crate::quota::FILE);
+    let file = path.display().to_string();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(crate::spec::ConfigError {
+                file,
+                line: 0,
+                column: 0,
+                message: format!("cannot read the workspace config: {e}"),
+            });
+        }
+    };
+    let raw: ConfigFile = toml::from_str(&text)
+        .map_err(|e| crate::spec::located(&file, &text, e.span().unwrap_or(0..0), e.message()))?;
+    let Some(x) = raw.export else {
+        return Ok(None);
+    };
+    let uri = x.mlflow.get_ref();
+    if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+        return Err(crate::spec::located(
+            &file,
+            &text,
+            x.mlflow.span(),
+            format!(
+                "export.mlflow must be the http:// or https:// address of an MLflow tracking server (it is {uri:?})"
+            ),
+        ));
+    }
+    Ok(Some(AutoExport {
+        mlflow: x.mlflow.into_inner(),
+    }))
+}
+
+/// After a pass that changed something: marks the workspace for export
+/// and starts `reagent __export` unless one runs (it will see the mark).
+pub fn trigger(ws_dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::write(ws_dir.join("export.dirty"), b"1\n")?;
+    let lock = ws_dir.join("export.lock");
+    match crate::jobs::local::try_lock(&lock, libc::LOCK_EX)? {
+        Some(f) => drop(f),
+        None => return Ok(()),
+    }
+    let exe = std::env::current_exe().context("finding the reagent executable")?;
+    crate::jobs::local::spawn_detached(
+        &exe,
+        &[std::ffi::OsStr::new("__export"), ws_dir.as_os_str()],
+    )?;
+    Ok(())
+}
+
+/// `reagent __export DIR`: exports every campaign while passes keep
+/// marking the workspace; the outcome of each round is appended to
+/// `export.log`.
+pub fn run_auto(ws: &crate::workspace::Workspace) -> anyhow::Result<()> {
+    let lock = ws.dir.join("export.lock");
+    let Some(_held) = crate::jobs::local::try_lock(&lock, libc::LOCK_EX)? else {
+        return Ok(());
+    };
+    let dirty = ws.dir.join("export.dirty");
+    while std::fs::remove_file(&dirty).is_ok() {
+        let Some(cfg) = load(&ws.dir)? else {
+            return Ok(());
+        };
+        let store = ws.open_store(Duration::from_secs(120))?;
+        let mut lines = Vec::new();
+        for c in store.campaigns()? {
+            let line = match mlflow(&store, c.id, &cfg.mlflow) {
+                Ok(d) => format!(
+                    "campaign {}: {} sent, {} already there, {} redone",
+                    c.id, d.created, d.already, d.redone
+                ),
+                Err(e) => format!("campaign {}: {e:#}", c.id),
+            };
+            lines.push(format!(
+                "{} {line}",
+                crate::time::utc(crate::store::now_ms())
+            ));
+        }
+        drop(store);
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(ws.dir.join("export.log"))
+        {
+            use std::io::Write as _;
+            for l in lines {
+                let _ = writeln!(f, "{l}");
+            }
+        }
+    }
     Ok(())
 }
 

@@ -49,6 +49,8 @@ struct ConfigFile {
     #[allow(dead_code)]
     quota: Option<toml::Table>,
     notify: Option<NotifyFile>,
+    #[allow(dead_code)]
+    export: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]

@@ -150,6 +150,9 @@ struct ConfigFile {
     /// Read by `crate::notify`.
     #[allow(dead_code)]
     notify: Option<toml::Table>,
+    /// Read by `crate::export`.
+    #[allow(dead_code)]
+    export: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]

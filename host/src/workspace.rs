@@ -340,6 +340,9 @@ pub fn pass(
     cache.views = views;
     if out.iter().any(|(_, p)| p.changed) {
         poke_watchers(ws);
+        if crate::export::load(&ws.dir)?.is_some() {
+            crate::export::trigger(&ws.dir)?;
+        }
     }
     // Someone to tell: spool what happened, and let a detached process
     // deliver it (never the driver: a slow receiver must not hold a pass).

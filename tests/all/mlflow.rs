@@ -199,4 +199,77 @@ fn a_campaign_exports_to_a_real_mlflow_server_once_and_reads_back_the_same() {
         r["effect"]["estimate"].as_f64(),
         "{proposal}"
     );
+
+    // `[export]`: the driver exports as trials finish, from a detached
+    // process; by the end everything is there and a manual export adds
+    // nothing.
+    let q = Project::new(|t| {
+        t.replace("max_trials = 24", "max_trials = 10")
+            .replace("name = \"toy\"", "name = \"toy-auto\"")
+    });
+    std::fs::write(
+        q.path(".reagent/config.toml"),
+        format!("[export]\nmlflow = \"{uri}\"\n"),
+    )
+    .unwrap();
+    let o = q.reagent(&["run", "toy.toml", "--yes"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let settled = q.json(&["trials", "1", "--json"]).as_array().unwrap().len();
+    // Watch the server (not exporting ourselves) until every trial and the
+    // proposal are there, complete.
+    let complete = || -> usize {
+        let exp = ureq::get(&format!(
+            "{uri}/api/2.0/mlflow/experiments/get-by-name?experiment_name=toy-auto%20%28reagent%20campaign%201%29"
+        ))
+        .call()
+        .ok()
+        .and_then(|r| r.into_body().read_to_string().ok())
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+        let Some(id) = exp
+            .as_ref()
+            .and_then(|e| e["experiment"]["experiment_id"].as_str())
+        else {
+            return 0;
+        };
+        let body = serde_json::json!({"experiment_ids": [id], "max_results": 1000}).to_string();
+        let text = ureq::post(&format!("{uri}/api/2.0/mlflow/runs/search"))
+            .header("Content-Type", "application/json")
+            .send(body.as_bytes())
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap();
+        let runs: serde_json::Value = serde_json::from_str(&text).unwrap();
+        runs["runs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| {
+                r["data"]["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|t| t["key"] == "reagent.complete" && t["value"] == "true")
+            })
+            .count()
+    };
+    let start = Instant::now();
+    while complete() < settled + 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the automatic export never caught up ({} of {}): {}",
+            complete(),
+            settled + 1,
+            std::fs::read_to_string(q.path(".reagent/export.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let again = q.json(&["export", "mlflow", "1", "--tracking-uri", &uri, "--json"]);
+    assert_eq!(
+        (again["created"].as_u64(), again["already"].as_u64()),
+        (Some(0), Some(settled as u64 + 1)),
+        "{again}"
+    );
+    let log = std::fs::read_to_string(q.path(".reagent/export.log")).unwrap();
+    assert!(log.contains("campaign 1:"), "{log}");
 }

@@ -210,6 +210,35 @@ fn serve_refuses_strangers_and_decides_as_the_person_through_governance() {
         "the decision is recorded as the person: {log}"
     );
 
+    // More budget, asked for from the campaign page and approved as me
+    // (the same requests as `reagent amend`); a forged form is refused.
+    let (_, page) = get(&format!("{}campaigns/1", s.url), &me);
+    assert!(page.contains("Ask for a change"), "{page}");
+    let amend = format!("{}campaigns/1/amend", s.url);
+    let fields = |csrf: &'static str| {
+        vec![
+            ("csrf", csrf),
+            ("cpu_hours", "2"),
+            ("gpu_hours", "0"),
+            ("max_trials", "12"),
+            ("generator", "builtin:three-phase"),
+            ("debugger", "builtin:runbook"),
+            ("approve", "1"),
+        ]
+    };
+    assert_eq!(post(&amend, &me, &fields("0")).0, 403);
+    let good: &'static str = Box::leak(token_csrf.clone().into_boxed_str());
+    let (status, location) = post(&amend, &me, &fields(good));
+    assert_eq!(status, 303, "{location}");
+    assert!(
+        location.contains("budget") && location.contains("approved"),
+        "{location}"
+    );
+    assert_eq!(
+        p.json(&["status", "1", "--json"])["budget"]["cpu_hours"],
+        2.0
+    );
+
     // The driver's passes reach an open page as server-sent events.
     let seen = listen(&s.url, vec![("Cookie".into(), cookie.clone())]);
     std::thread::sleep(Duration::from_millis(300));

@@ -12,6 +12,7 @@ import time
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 
@@ -19,6 +20,22 @@ def check(cond, what):
     if not cond:
         raise AssertionError(what)
     print("ok:", what, flush=True)
+
+
+def main_text(d):
+    """The text of <main>, read in one step: the page's live script may
+    swap <main> at any moment, which makes a held element stale."""
+    return d.execute_script("var m = document.querySelector('main'); return m ? m.innerText : ''")
+
+
+def fresh(act, tries=10):
+    """Runs `act`, again if the live script swapped the page under it."""
+    for _ in range(tries - 1):
+        try:
+            return act()
+        except StaleElementReferenceException:
+            time.sleep(0.1)
+    return act()
 
 
 def wait_for(pred, what, limit=90.0):
@@ -51,39 +68,40 @@ def main():
 
         # The login link: the campaigns page, with the plan waiting.
         d.get(args["login"])
-        wait_for(lambda: "Campaigns" in d.find_element(By.TAG_NAME, "h1").text,
+        wait_for(lambda: "Campaigns" in fresh(lambda: d.find_element(By.TAG_NAME, "h1").text),
                  "the login link opens the campaigns page")
-        check("request 1 (plan)" in d.find_element(By.TAG_NAME, "main").text,
+        check("request 1 (plan)" in main_text(d),
               "the waiting plan shows on the campaigns page")
         d.save_screenshot(str(shots / "campaigns.png"))
 
         # Approve the plan in the browser.
         d.get(url + "approvals")
-        d.find_element(By.CSS_SELECTOR, "#r1 input[name=note]").send_keys("approved in the browser")
+        fresh(lambda: d.find_element(By.CSS_SELECTOR, "#r1 input[name=note]")
+              .send_keys("approved in the browser"))
         d.save_screenshot(str(shots / "approvals.png"))
-        d.find_element(By.CSS_SELECTOR, "#r1 button[value=approve]").click()
-        wait_for(lambda: "approved by" in d.find_element(By.TAG_NAME, "main").text,
+        fresh(lambda: d.find_element(By.CSS_SELECTOR, "#r1 button[value=approve]").click())
+        wait_for(lambda: "approved by" in main_text(d),
                  "the approval is confirmed on the page")
 
         # The campaign runs (jobs wake the workspace); its page follows
         # live, without a reload.
         d.get(url + "campaigns/1")
         d.execute_script("window.__loaded_once = 1;")
-        wait_for(lambda: "finished (stage done)" in d.find_element(By.TAG_NAME, "main").text,
+        wait_for(lambda: "finished (stage done)" in main_text(d),
                  "the campaign page shows the campaign finished, live")
         check(d.execute_script("return window.__loaded_once") == 1,
               "the page was never reloaded")
         check(int(d.execute_script("return document.body.dataset.updates || '0'")) > 0,
               "server-sent events updated the page")
-        svgs = d.find_elements(By.CSS_SELECTOR, "main svg")
-        check(len(svgs) == 6, f"six plots on the campaign page ({len(svgs)})")
-        check(all(s.size["width"] > 100 and s.size["height"] > 50 for s in svgs),
-              "every plot is drawn at a size")
+        sizes = fresh(lambda: [(s.size["width"], s.size["height"])
+                               for s in d.find_elements(By.CSS_SELECTOR, "main svg")])
+        check(len(sizes) == 6, f"six plots on the campaign page ({len(sizes)})")
+        check(all(w > 100 and h > 50 for w, h in sizes), "every plot is drawn at a size")
         check(d.execute_script("return document.scripts.length") == 1,
               "the page runs only its own script")
         check(d.execute_script("return window.__xss") is None,
               "markup a strategy or job wrote did not run")
-        check("<img src=x onerror" in d.find_element(By.TAG_NAME, "main").text,
+        check("<img src=x onerror" in main_text(d),
               "it shows as text")
         d.save_screenshot(str(shots / "campaign.png"))
 

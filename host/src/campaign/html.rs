@@ -449,6 +449,53 @@ fn knobs_svg(view: &View) -> anyhow::Result<Option<String>> {
     Ok(Some(svg))
 }
 
+/// One metric's curve, value by step (the trial page of `reagent serve`).
+pub fn curve_svg(points: &[(u32, f64)]) -> anyhow::Result<Option<String>> {
+    let points: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.1.is_finite())
+        .map(|(s, v)| (f64::from(*s), *v))
+        .collect();
+    let (Some((x0, x1)), Some((lo, hi))) = (
+        span(points.iter().map(|p| p.0)),
+        span(points.iter().map(|p| p.1)),
+    ) else {
+        return Ok(None);
+    };
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, 240)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(10)
+            .x_label_area_size(28)
+            .y_label_area_size(70)
+            .build_cartesian_2d(x0..x1, lo..hi)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .light_line_style(RGBColor(240, 240, 240))
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                RGBColor(31, 119, 180).stroke_width(2),
+            ))
+            .map_err(err)?;
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|p| Circle::new(*p, 3, RGBColor(31, 119, 180).filled())),
+            )
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(Some(svg))
+}
+
 /// An axis tick: whole numbers as such, others with at most 3 decimals.
 fn tick(x: f64) -> String {
     if x == x.round() && x.abs() < 1e15 {

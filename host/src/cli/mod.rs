@@ -250,6 +250,10 @@ pub enum Command {
     /// Internal: supervise one job (started by the local backend).
     #[command(name = "__supervise", hide = true)]
     Supervise { job_dir: PathBuf },
+    /// Internal: export the workspace's campaigns as `[export]` says
+    /// (started by the driver after passes that changed something).
+    #[command(name = "__export", hide = true)]
+    AutoExport { workspace_dir: PathBuf },
     /// Internal: deliver the workspace's notifications (started by the
     /// driver when some wait; see docs/campaign.md#notifications).
     #[command(name = "__notify", hide = true)]
@@ -366,6 +370,10 @@ pub fn main() -> ExitCode {
         Command::Supervise { ref job_dir } => {
             crate::jobs::local::supervise(job_dir).map(|()| ExitCode::SUCCESS)
         }
+        Command::AutoExport { ref workspace_dir } => crate::export::run_auto(&Workspace {
+            dir: workspace_dir.clone(),
+        })
+        .map(|()| ExitCode::SUCCESS),
         Command::Notify { ref workspace_dir } => {
             crate::notify::deliver(workspace_dir).map(|()| ExitCode::SUCCESS)
         }

@@ -155,6 +155,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/login", get(login))
         .route("/campaigns/{id}", get(campaign))
         .route("/campaigns/{id}/trials/{trial}", get(trial))
+        .route("/campaigns/{id}/amend", post(amend))
         .route("/approvals", get(approvals))
         .route("/approvals/{id}", post(decide))
         .route("/insights", get(insights))
@@ -315,7 +316,8 @@ async fn campaign(
 ) -> Response {
     let _who = authed!(app, headers);
     let ws = app.ws.clone();
-    match blocking(move || pages::campaign(&ws, id, &q)).await {
+    let csrf = app.csrf.clone();
+    match blocking(move || pages::campaign(&ws, id, &q, &csrf)).await {
         Ok(Some(b)) => html(b),
         Ok(None) => (
             StatusCode::NOT_FOUND,
@@ -411,6 +413,11 @@ async fn decide(
         Err(r) => return r,
     };
     let _ = app.changes.send(());
+    to_approvals(&said)
+}
+
+/// `/approvals?said=…` with `said` percent-encoded.
+fn to_approvals(said: &str) -> Response {
     let mut to = String::from("/approvals?said=");
     for b in said.bytes() {
         if b.is_ascii_alphanumeric() {
@@ -420,6 +427,32 @@ async fn decide(
         }
     }
     Redirect::to(&to).into_response()
+}
+
+async fn amend(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+    Form(form): Form<pages::AmendForm>,
+) -> Response {
+    let who = authed!(app, headers);
+    if !same(&form.csrf, &app.csrf) {
+        return (
+            StatusCode::FORBIDDEN,
+            Html(pages::failed(
+                "this form is not from this server (CSRF token); reload the page and ask again",
+            )),
+        )
+            .into_response();
+    }
+    let ws = app.ws.clone();
+    match blocking(move || pages::amend(&ws, id, &form, &who)).await {
+        Ok(said) => {
+            let _ = app.changes.send(());
+            to_approvals(&said)
+        }
+        Err(r) => r,
+    }
 }
 
 async fn insights(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {

@@ -116,7 +116,12 @@ pub fn index(ws: &Workspace, who: &str) -> anyhow::Result<String> {
 }
 
 /// One campaign: the report's plots and tables, and the trials grid.
-pub fn campaign(ws: &Workspace, id: u64, q: &TrialQuery) -> anyhow::Result<Option<String>> {
+pub fn campaign(
+    ws: &Workspace,
+    id: u64,
+    q: &TrialQuery,
+    csrf: &str,
+) -> anyhow::Result<Option<String>> {
     let store = open(ws)?;
     if store.campaign(id)?.is_none() {
         return Ok(None);
@@ -169,7 +174,99 @@ pub fn campaign(ws: &Workspace, id: u64, q: &TrialQuery) -> anyhow::Result<Optio
         );
     }
     o.push_str("</table>\n");
+    if view.row.state.is_active() {
+        amend_form(&mut o, &view, csrf);
+    }
     Ok(Some(layout(&format!("campaign {id}"), &o)))
+}
+
+fn amend_form(o: &mut String, view: &View, csrf: &str) {
+    let b = view.row.budget();
+    let s = &view.row.spec.strategies;
+    let _ = writeln!(
+        o,
+        "<h2 id=\"amend\">Ask for a change</h2>\n<p>Raise the budget (totals) or change the strategies; each kind of change becomes an approval request, as with <code>reagent amend</code>.</p>\n<form method=\"post\" action=\"/campaigns/{id}/amend\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\n<label>CPU-hours <input name=\"cpu_hours\" value=\"{}\" size=\"8\"></label> <label>GPU-hours <input name=\"gpu_hours\" value=\"{}\" size=\"8\"></label> <label>trials <input name=\"max_trials\" value=\"{}\" size=\"6\"></label><br>\n<label>generator <input name=\"generator\" value=\"{}\" size=\"40\"></label><br><label>debugger <input name=\"debugger\" value=\"{}\" size=\"40\"></label><br>\n<label><input type=\"checkbox\" name=\"approve\" value=\"1\"> approve it now as me, where the policy allows</label> <button>Ask</button></form>",
+        esc(csrf),
+        b.cpu_hours,
+        b.gpu_hours,
+        b.max_trials,
+        esc(&s.generator.to_string()),
+        esc(&s.debugger.to_string()),
+        id = view.row.id
+    );
+}
+
+/// What the amend form sends.
+#[derive(serde::Deserialize)]
+pub struct AmendForm {
+    pub csrf: String,
+    pub cpu_hours: f64,
+    pub gpu_hours: f64,
+    pub max_trials: u32,
+    pub generator: String,
+    pub debugger: String,
+    #[serde(default)]
+    pub approve: Option<String>,
+}
+
+/// A change asked for from the browser, as `who`: the same requests as
+/// `reagent amend` (only strategies and the budget, never shrinking).
+pub fn amend(ws: &Workspace, id: u64, f: &AmendForm, who: &Identity) -> anyhow::Result<String> {
+    let policy = ws.policy()?;
+    let store = open(ws)?;
+    let Some(row) = store.campaign(id)? else {
+        return Ok(format!("no campaign {id}"));
+    };
+    let mut new = row.spec.clone();
+    new.budget.cpu_hours = f.cpu_hours;
+    new.budget.gpu_hours = f.gpu_hours;
+    new.budget.max_trials = f.max_trials;
+    for (field, text) in [("generator", &f.generator), ("debugger", &f.debugger)] {
+        let text = text.trim();
+        let source = crate::strategy::StrategySource::parse(text);
+        if let crate::strategy::StrategySource::File(p) = &source
+            && !p.is_absolute()
+        {
+            return Ok(format!(
+                "the {field} {text:?} must be builtin:NAME or an absolute path to a component"
+            ));
+        }
+        if field == "generator" {
+            new.strategies.generator = source;
+        } else {
+            new.strategies.debugger = source;
+        }
+    }
+    let earlier = store.approvals()?;
+    let requests = match governance::amend::requests(&row, &new, "the dashboard", who, &earlier) {
+        Ok(r) => r,
+        Err(e) => return Ok(format!("{e:#}")),
+    };
+    if requests.is_empty() {
+        return Ok(format!(
+            "nothing to ask: campaign {id} already has that budget and those strategies"
+        ));
+    }
+    if new.strategies != row.spec.strategies
+        && let Err(e) =
+            crate::workspace::inspect_strategies(&new.strategies, crate::workspace::new_sandbox()?)
+    {
+        return Ok(format!("{e:#}"));
+    }
+    let approve_as = f.approve.is_some().then_some((who, &policy));
+    let (rows, refused) = governance::amend::raise(&store, requests, approve_as)?;
+    drop(store);
+    if rows.iter().any(|r| r.state == ApprovalState::Approved) {
+        crate::workspace::wake(ws, &mut |_| {})?;
+    }
+    let mut said: Vec<String> = rows
+        .iter()
+        .map(|r| format!("request {} ({}) {}", r.id, r.kind.name(), r.state.name()))
+        .collect();
+    if let Some(e) = refused {
+        said.push(format!("approving now was refused: {e:#}"));
+    }
+    Ok(said.join("; "))
 }
 
 /// One trial: its configuration, metrics, curve, log tail and diagnosis.
@@ -219,10 +316,12 @@ pub fn trial(ws: &Workspace, id: u64, tid: u64) -> anyhow::Result<Option<String>
     }
     o.push_str("</table>\n");
     if let Some(points) = curves.get(&c.spec.objective.metric) {
-        let _ = writeln!(
-            o,
-            "<h2>{} by step</h2><table><tr><th>step</th><th>value</th></tr>",
-            esc(&c.spec.objective.metric)
+        let _ = writeln!(o, "<h2>{} by step</h2>", esc(&c.spec.objective.metric));
+        if let Some(svg) = crate::campaign::html::curve_svg(points)? {
+            o.push_str(&svg);
+        }
+        o.push_str(
+            "<details><summary>the values</summary><table><tr><th>step</th><th>value</th></tr>",
         );
         for (step, v) in points.iter().take(500) {
             let _ = writeln!(
@@ -230,7 +329,7 @@ pub fn trial(ws: &Workspace, id: u64, tid: u64) -> anyhow::Result<Option<String>
                 "<tr><td class=\"n\">{step}</td><td class=\"n\">{v}</td></tr>"
             );
         }
-        o.push_str("</table>\n");
+        o.push_str("</table></details>\n");
     }
     if let Some(d) = &t.diagnosis {
         let _ = writeln!(
