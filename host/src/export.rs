@@ -504,47 +504,29 @@ pub fn trigger(ws_dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `reagent __export DIR`: exports every campaign while passes keep
-/// marking the workspace; the outcome of each round is appended to
-/// `export.log`.
-pub fn run_auto(ws: &crate::workspace::Workspace) -> anyhow::Result<()> {
-    let lock = ws.dir.join("export.lock");
-    let Some(_held) = crate::jobs::local::try_lock(&lock, libc::LOCK_EX)? else {
-        return Ok(());
-    };
-    let dirty = ws.dir.join("export.dirty");
-    while std::fs::remove_file(&dirty).is_ok() {
-        let Some(cfg) = load(&ws.dir)? else {
-            return Ok(());
-        };
-        let store = ws.open_store(Duration::from_secs(120))?;
-        let mut lines = Vec::new();
-        for c in store.campaigns()? {
-            let line = match mlflow(&store, c.id, &cfg.mlflow) {
-                Ok(d) => format!(
-                    "campaign {}: {} sent, {} already there, {} redone",
-                    c.id, d.created, d.already, d.redone
-                ),
-                Err(e) => format!("campaign {}: {e:#}", c.id),
-            };
-            lines.push(format!(
-                "{} {line}",
-                crate::time::utc(crate::store::now_ms())
-            ));
-        }
-        drop(store);
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(ws.dir.join("export.log"))
-        {
-            use std::io::Write as _;
-            for l in lines {
-                let _ = writeln!(f, "{l}");
-            }
+/// Takes the export mark: true when a pass marked the workspace since the
+/// last take (`reagent __export` exports again while it does).
+pub fn take_mark(ws_dir: &std::path::Path) -> bool {
+    std::fs::remove_file(ws_dir.join("export.dirty")).is_ok()
+}
+
+/// Holds the export lock, if no other export process does.
+pub fn lock(ws_dir: &std::path::Path) -> anyhow::Result<Option<std::fs::File>> {
+    crate::jobs::local::try_lock(&ws_dir.join("export.lock"), libc::LOCK_EX)
+}
+
+/// Appends lines to `export.log`.
+pub fn log(ws_dir: &std::path::Path, lines: &[String]) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(ws_dir.join("export.log"))
+    {
+        use std::io::Write as _;
+        for l in lines {
+            let _ = writeln!(f, "{l}");
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 pub mod engine;
 pub mod html;
 pub mod learned;
+mod plots;
 pub mod report;
 pub mod smoke;
 pub mod stats;

@@ -370,10 +370,9 @@ pub fn main() -> ExitCode {
         Command::Supervise { ref job_dir } => {
             crate::jobs::local::supervise(job_dir).map(|()| ExitCode::SUCCESS)
         }
-        Command::AutoExport { ref workspace_dir } => crate::export::run_auto(&Workspace {
+        Command::AutoExport { ref workspace_dir } => auto_export(&Workspace {
             dir: workspace_dir.clone(),
-        })
-        .map(|()| ExitCode::SUCCESS),
+        }),
         Command::Notify { ref workspace_dir } => {
             crate::notify::deliver(workspace_dir).map(|()| ExitCode::SUCCESS)
         }
@@ -434,6 +433,37 @@ fn export_mlflow(ws: &Workspace, id: u64, uri: &str, json: bool) -> anyhow::Resu
             uri.trim_end_matches('/'),
             done.experiment_id
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `reagent __export DIR`: exports every campaign while passes keep
+/// marking the workspace; what each round did goes to `export.log`.
+fn auto_export(ws: &Workspace) -> anyhow::Result<ExitCode> {
+    let Some(_held) = crate::export::lock(&ws.dir)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    while crate::export::take_mark(&ws.dir) {
+        let Some(cfg) = crate::export::load(&ws.dir)? else {
+            break;
+        };
+        let store = ws.open_store(std::time::Duration::from_secs(120))?;
+        let mut lines = Vec::new();
+        for c in store.campaigns()? {
+            let line = match crate::export::mlflow(&store, c.id, &cfg.mlflow) {
+                Ok(d) => format!(
+                    "campaign {}: {} sent, {} already there, {} redone",
+                    c.id, d.created, d.already, d.redone
+                ),
+                Err(e) => format!("campaign {}: {e:#}", c.id),
+            };
+            lines.push(format!(
+                "{} {line}",
+                crate::time::utc(crate::store::now_ms())
+            ));
+        }
+        drop(store);
+        crate::export::log(&ws.dir, &lines);
     }
     Ok(ExitCode::SUCCESS)
 }
