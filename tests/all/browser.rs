@@ -1,8 +1,9 @@
 //! The dashboard and the HTML report in a real headless Chromium (issue
 //! 20), driven by tests/browser/dashboard.py through Selenium and
 //! Debian's chromedriver: a request without the token is refused, the plan
-//! is approved in the browser and the campaign then runs, its page follows
-//! live to the end without a reload, plots render, and markup a strategy or
+//! is approved in the browser and the campaign then runs, the budget
+//! increase it asks for on the way appears live and is approved there too,
+//! its page follows live to the end without a reload, plots render, and markup a strategy or
 //! job wrote never runs. Screenshots go to target/screenshots/.
 //!
 //! Needs /usr/bin/chromium, /usr/bin/chromedriver (scripts/browser-setup.sh)
@@ -51,16 +52,22 @@ fn a_person_approves_and_follows_a_campaign_in_chromium_and_reads_its_report() {
     let Some(py) = available() else {
         return;
     };
+    // Each trial runs ~1 s on "36 cpus": 0.1 CPU-hours cannot hold back
+    // the confirmation runs, so the agent asks for more budget on the way
+    // (as in governance.rs), and the person approves that in the browser
+    // too.
     let p = Project::new(|t| {
         t.replace(
             r#"choices = ["sgd", "adam"]"#,
-            r#"choices = ["sgd", "<img src=x onerror=window.__xss=1>"]"#,
+            r#"choices = ["sgd", "adam", "<img src=x onerror=window.__xss=1>"]"#,
         )
-        .replace("max_trials = 24", "max_trials = 12")
+        .replace("time_limit = \"20s\"", "time_limit = \"2s\"")
+        .replace("cpu_hours = 1.0", "cpu_hours = 0.1")
+        .replace("max_trials = 24", "max_trials = 10")
         .replace(
             "resources = { cpus = 1 }",
-            "resources = { cpus = 1 }\nenv = { FAIL_T5 = \"html\", TOY_SLEEP = \"0.3\" }",
-        )
+            "resources = { cpus = 36 }\nenv = { FAIL_T5 = \"html\", TOY_SLEEP = \"1\" }",
+        ) + "\n[policy]\nask_for_budget = true\n"
     });
     let o = p.reagent(&["plan", "toy.toml"]);
     assert!(o.status.success(), "{}", text(&o));

@@ -83,8 +83,25 @@ def main():
         wait_for(lambda: "approved by" in main_text(d),
                  "the approval is confirmed on the page")
 
-        # The campaign runs (jobs wake the workspace); its page follows
-        # live, without a reload.
+        # The campaign runs (jobs wake the workspace) and, short of budget
+        # for its confirmation, asks for more: the request appears on the
+        # approvals page live, and is approved there.
+        wait_for(lambda: "budget-increase" in main_text(d),
+                 "the budget request appears on the approvals page, live")
+        req = d.execute_script(
+            "var s=[...document.querySelectorAll('main section')].find(function(x){"
+            "return x.querySelector('h2').innerText.indexOf('budget-increase')>=0;});"
+            "return s ? s.id : null;")
+        check(req is not None, f"the budget request has a form ({req})")
+        fresh(lambda: d.find_element(By.CSS_SELECTOR, f"#{req} input[name=note]")
+              .send_keys("more for the confirmation"))
+        d.save_screenshot(str(shots / "budget.png"))
+        fresh(lambda: d.find_element(By.CSS_SELECTOR, f"#{req} button[value=approve]").click())
+        wait_for(lambda: "budget-increase for campaign 1) approved by" in main_text(d),
+                 "the budget increase is approved in the browser")
+
+        # The campaign confirms and ends; its page follows live, without a
+        # reload.
         d.get(url + "campaigns/1")
         d.execute_script("window.__loaded_once = 1;")
         wait_for(lambda: "finished (stage done)" in main_text(d),
