@@ -509,17 +509,19 @@ pub fn deliver(ws_dir: &Path) -> anyhow::Result<()> {
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
         entries.retain(|p| p.extension().is_some_and(|x| x == "json"));
-        entries.sort();
         if entries.is_empty() {
             return Ok(());
         }
-        for path in entries {
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
-            };
-            let Ok(mut m) = serde_json::from_slice::<Message>(&bytes) else {
-                continue;
-            };
+        // In the order they were spooled (names sort `e10` before `e4`).
+        let mut messages: Vec<(PathBuf, Message)> = entries
+            .into_iter()
+            .filter_map(|path| {
+                let m = serde_json::from_slice::<Message>(&std::fs::read(&path).ok()?).ok()?;
+                Some((path, m))
+            })
+            .collect();
+        messages.sort_by(|a, b| (a.1.created_ms, &a.1.name).cmp(&(b.1.created_ms, &b.1.name)));
+        for (path, mut m) in messages {
             let now = crate::store::now_ms();
             if m.next_ms > now {
                 next_due = Some(next_due.map_or(m.next_ms, |d| d.min(m.next_ms)));

@@ -219,3 +219,48 @@ fn a_hanging_receiver_does_not_hold_the_campaign_and_a_down_one_is_retried() {
         1
     );
 }
+
+#[test]
+fn a_command_gets_the_message_on_its_stdin() {
+    let p = toy();
+    let inbox = p.path("inbox.jsonl");
+    std::fs::write(
+        p.path(".reagent/config.toml"),
+        format!(
+            "[notify]\ncommand = [\"sh\", \"-c\", \"cat >> '{}'; echo >> '{}'; echo \\\"$REAGENT_NOTIFY_EVENT\\\" >> '{}.events'\"]\non = [\"approval\", \"end\"]\n",
+            inbox.display(),
+            inbox.display(),
+            inbox.display()
+        ),
+    )
+    .unwrap();
+    assert!(p.reagent(&["plan", "toy.toml"]).status.success());
+    let o = p.reagent(&["run", "1", "--yes"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let start = Instant::now();
+    let messages = loop {
+        let got: Vec<serde_json::Value> = std::fs::read_to_string(&inbox)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if got.len() >= 2 || start.elapsed() > Duration::from_secs(30) {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let events: Vec<&str> = messages
+        .iter()
+        .map(|m| m["reagent"]["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["approval", "end"], "{messages:?}");
+    let env = std::fs::read_to_string(format!("{}.events", inbox.display())).unwrap();
+    assert_eq!(env.lines().collect::<Vec<_>>(), ["approval", "end"]);
+    let d = deliveries(&p);
+    assert!(
+        d.iter()
+            .all(|l| l["ok"] == true && l["channel"] == "command"),
+        "{d:?}"
+    );
+}
