@@ -434,48 +434,17 @@ pub struct AutoExport {
     pub mlflow: String,
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    #[allow(dead_code)]
-    quota: Option<toml::Table>,
-    #[allow(dead_code)]
-    notify: Option<toml::Table>,
-    export: Option<ExportFile>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExportFile {
-    mlflow: toml::Spanned<String>,
-}
-
 /// The workspace's `[export]`, if any (errors located in the file).
 pub fn load(dir: &std::path::Path) -> Result<Option<AutoExport>, crate::spec::ConfigError> {
-    let path = dir.join(crate::quota::FILE);
-    let file = path.display().to_string();
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(crate::spec::ConfigError {
-                file,
-                line: 0,
-                column: 0,
-                message: format!("cannot read the workspace config: {e}"),
-            });
-        }
+    let Some(c) = crate::config::read(dir)? else {
+        return Ok(None);
     };
-    let raw: ConfigFile = toml::from_str(&text)
-        .map_err(|e| crate::spec::located(&file, &text, e.span().unwrap_or(0..0), e.message()))?;
-    let Some(x) = raw.export else {
+    let Some(x) = c.sections.export.clone() else {
         return Ok(None);
     };
     let uri = x.mlflow.get_ref();
     if !(uri.starts_with("http://") || uri.starts_with("https://")) {
-        return Err(crate::spec::located(
-            &file,
-            &text,
+        return Err(c.at(
             x.mlflow.span(),
             format!(
                 "export.mlflow must be the http:// or https:// address of an MLflow tracking server (it is {uri:?})"

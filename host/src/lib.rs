@@ -6,6 +6,7 @@
 pub mod campaign;
 pub mod capabilities;
 pub mod cli;
+pub mod config;
 pub mod contract;
 pub mod crash;
 pub mod export;

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::records::campaign::EventBody;
-use crate::spec::{ConfigError, located};
+use crate::spec::ConfigError;
 use crate::store::Store;
 
 /// What can be notified.
@@ -43,33 +43,17 @@ pub struct Notify {
     pub budget_thresholds: Vec<f64>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    #[allow(dead_code)]
-    quota: Option<toml::Table>,
-    notify: Option<NotifyFile>,
-    #[allow(dead_code)]
-    export: Option<toml::Table>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NotifyFile {
-    webhook: Option<Spanned<String>>,
-    command: Option<Spanned<Vec<String>>>,
-    on: Option<Vec<Spanned<String>>>,
-    budget_thresholds: Option<Spanned<Vec<f64>>>,
-}
-
 /// Parses a workspace config; `Ok(None)` without `[notify]`.
 pub fn parse(file: &str, text: &str) -> Result<Option<Notify>, ConfigError> {
-    let raw: ConfigFile = toml::from_str(text)
-        .map_err(|e| located(file, text, e.span().unwrap_or(0..0), e.message()))?;
-    let Some(n) = raw.notify else {
+    resolve(&crate::config::parse(file, text)?)
+}
+
+/// The `[notify]` of a parsed config, checked.
+pub fn resolve(c: &crate::config::Config) -> Result<Option<Notify>, ConfigError> {
+    let Some(n) = c.sections.notify.clone() else {
         return Ok(None);
     };
-    let at = |span: std::ops::Range<usize>, m: String| located(file, text, span, m);
+    let at = |span: std::ops::Range<usize>, m: String| c.at(span, m);
     if let Some(w) = &n.webhook {
         let u = w.get_ref();
         if !(u.starts_with("https://") || u.starts_with("http://")) || u.len() > 2048 {
@@ -137,17 +121,9 @@ pub fn parse(file: &str, text: &str) -> Result<Option<Notify>, ConfigError> {
 
 /// The `[notify]` of the workspace at `dir` (its `.reagent/`).
 pub fn load(dir: &Path) -> Result<Option<Notify>, ConfigError> {
-    let path = dir.join(crate::quota::FILE);
-    let file = path.display().to_string();
-    match std::fs::read_to_string(&path) {
-        Ok(text) => parse(&file, &text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ConfigError {
-            file,
-            line: 0,
-            column: 0,
-            message: format!("cannot read the workspace config: {e}"),
-        }),
+    match crate::config::read(dir)? {
+        Some(c) => resolve(&c),
+        None => Ok(None),
     }
 }
 

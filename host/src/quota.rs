@@ -18,13 +18,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
-use toml::Spanned;
-
-use crate::spec::{ConfigError, located};
-
-/// The workspace config file's name, inside `.reagent/`.
-pub const FILE: &str = "config.toml";
+use crate::config::Config;
+use crate::spec::ConfigError;
 
 const HOUR_MS: u64 = 3_600_000;
 /// The rolling windows the hour caps are measured over.
@@ -143,43 +138,19 @@ impl Usage {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    quota: Option<QuotaFile>,
-    /// Read by `crate::notify`.
-    #[allow(dead_code)]
-    notify: Option<toml::Table>,
-    /// Read by `crate::export`.
-    #[allow(dead_code)]
-    export: Option<toml::Table>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct QuotaFile {
-    jobs: Option<Spanned<i64>>,
-    cpu_hours_per_day: Option<Spanned<f64>>,
-    cpu_hours_per_week: Option<Spanned<f64>>,
-    gpu_hours_per_day: Option<Spanned<f64>>,
-    gpu_hours_per_week: Option<Spanned<f64>>,
-    #[serde(default)]
-    weights: BTreeMap<String, Spanned<f64>>,
-}
-
 /// Parses a workspace config; `Ok(None)` when it has no `[quota]`.
 pub fn parse(file: &str, text: &str) -> Result<Option<Quota>, ConfigError> {
-    let raw: ConfigFile = toml::from_str(text)
-        .map_err(|e| located(file, text, e.span().unwrap_or(0..0), e.message()))?;
-    let Some(q) = raw.quota else {
+    resolve(&crate::config::parse(file, text)?)
+}
+
+/// The `[quota]` of a parsed config, checked.
+pub fn resolve(c: &Config) -> Result<Option<Quota>, ConfigError> {
+    let Some(q) = c.sections.quota.clone() else {
         return Ok(None);
     };
     let jobs = match q.jobs {
         Some(j) if *j.get_ref() < 1 || *j.get_ref() > 100_000 => {
-            return Err(located(
-                file,
-                text,
-                j.span(),
+            return Err(c.at(j.span(),
                 format!(
                     "quota.jobs must be between 1 and 100000 (it is {}); leave it out for no limit on jobs at once",
                     j.get_ref()
@@ -189,12 +160,9 @@ pub fn parse(file: &str, text: &str) -> Result<Option<Quota>, ConfigError> {
         Some(j) => Some(*j.get_ref() as u32),
         None => None,
     };
-    let hours = |v: Option<Spanned<f64>>, name: &str| -> Result<Option<f64>, ConfigError> {
+    let hours = |v: Option<toml::Spanned<f64>>, name: &str| -> Result<Option<f64>, ConfigError> {
         match v {
-            Some(h) if !(h.get_ref().is_finite() && *h.get_ref() > 0.0) => Err(located(
-                file,
-                text,
-                h.span(),
+            Some(h) if !(h.get_ref().is_finite() && *h.get_ref() > 0.0) => Err(c.at(h.span(),
                 format!(
                     "quota.{name} must be a positive number of hours (it is {}); leave it out for no cap",
                     h.get_ref()
@@ -207,10 +175,7 @@ pub fn parse(file: &str, text: &str) -> Result<Option<Quota>, ConfigError> {
     let mut weights = BTreeMap::new();
     for (name, w) in q.weights {
         if !(w.get_ref().is_finite() && *w.get_ref() > 0.0) {
-            return Err(located(
-                file,
-                text,
-                w.span(),
+            return Err(c.at(w.span(),
                 format!(
                     "the weight of campaign `{name}` must be a positive number (it is {}); weights are relative, 1 by default",
                     w.get_ref()
@@ -232,21 +197,10 @@ pub fn parse(file: &str, text: &str) -> Result<Option<Quota>, ConfigError> {
 /// The quota of the workspace at `dir` (its `.reagent/` folder); `Ok(None)`
 /// without a config file or a `[quota]` section.
 pub fn load(dir: &Path) -> Result<Option<Quota>, ConfigError> {
-    let path = dir.join(FILE);
-    let file = path.display().to_string();
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(ConfigError {
-                file,
-                line: 0,
-                column: 0,
-                message: format!("cannot read the workspace config: {e}"),
-            });
-        }
+    let Some(c) = crate::config::read(dir)? else {
+        return Ok(None);
     };
-    parse(&file, &text).map_err(|mut e| {
+    resolve(&c).map_err(|mut e| {
         e.message
             .push_str("; nothing launches in this workspace until the file is mended");
         e

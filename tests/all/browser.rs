@@ -15,22 +15,13 @@ use std::path::{Path, PathBuf};
 use crate::campaign::{Project, text};
 use crate::serve::start;
 
-fn python() -> Option<PathBuf> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let py = std::env::var_os("REAGENT_BENCH_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo.join("target/python/venv/bin/python"));
-    let ok = std::process::Command::new(&py)
-        .args(["-c", "import selenium"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    ok.then_some(py)
-}
-
 fn available() -> Option<PathBuf> {
     let browser =
         Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists();
-    let py = python();
+    let py = match crate::support::venv_python("selenium") {
+        (p, true) => Some(p),
+        _ => None,
+    };
     if browser && py.is_some() {
         return py;
     }

@@ -337,7 +337,7 @@ fn submits(points: &mut BTreeSet<String>) {
 }
 
 /// A tiny seeded generator (splitmix64), for the chaos instants.
-fn next(state: &mut u64) -> u64 {
+pub(crate) fn next(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

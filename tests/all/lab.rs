@@ -246,26 +246,7 @@ fn a_surrogate_task_is_fitted_to_a_recorded_campaign_and_benched() {
 /// The venv's Python with Optuna (scripts/test.sh makes it), or None when
 /// this machine has none and the run does not require it.
 fn bench_python() -> Option<std::path::PathBuf> {
-    let p = std::env::var_os("REAGENT_BENCH_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/python/venv/bin/python")
-        });
-    let ok = std::process::Command::new(&p)
-        .args(["-c", "import optuna"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(p);
-    }
-    assert!(
-        std::env::var("REAGENT_REQUIRE_PYTHON").as_deref() != Ok("1"),
-        "REAGENT_REQUIRE_PYTHON=1 but {} cannot import optuna",
-        p.display()
-    );
-    eprintln!("skipping: no Python with Optuna at {}", p.display());
-    None
+    crate::support::python_with("optuna")
 }
 
 #[test]

@@ -10,27 +10,7 @@ use std::time::{Duration, Instant};
 use crate::campaign::{Project, text};
 
 fn venv_python() -> Option<PathBuf> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let py = std::env::var_os("REAGENT_BENCH_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo.join("target/python/venv/bin/python"));
-    let ok = std::process::Command::new(&py)
-        .args(["-c", "import mlflow"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(py);
-    }
-    assert!(
-        std::env::var("REAGENT_REQUIRE_PYTHON").as_deref() != Ok("1"),
-        "REAGENT_REQUIRE_PYTHON=1 but {} cannot import mlflow (scripts/test.sh installs tests/mlflow/requirements.txt)",
-        py.display()
-    );
-    eprintln!(
-        "skipping: no mlflow in {} (scripts/test.sh installs it)",
-        py.display()
-    );
-    None
+    crate::support::python_with("mlflow")
 }
 
 struct MlflowServer(Child);

@@ -209,15 +209,6 @@ fn eight_campaigns_share_four_slots_by_weight() {
     check_books(&p, "clean");
 }
 
-/// A tiny seeded generator (splitmix64), for the kill instants.
-fn next(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 #[test]
 fn killing_the_driver_of_a_portfolio_loses_nothing_and_never_exceeds_the_quota() {
     let p = portfolio("0.6");
@@ -230,7 +221,9 @@ fn killing_the_driver_of_a_portfolio_loses_nothing_and_never_exceeds_the_quota()
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(100 + next(&mut rng) % 500));
+        std::thread::sleep(Duration::from_millis(
+            100 + crate::kill_points::next(&mut rng) % 500,
+        ));
         if driver.try_wait().unwrap().is_some() {
             break;
         }

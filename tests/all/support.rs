@@ -15,6 +15,43 @@ pub fn cache_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-component-cache")
 }
 
+/// The test venv's Python (`$REAGENT_BENCH_PYTHON`, else
+/// target/python/venv, which scripts/test.sh makes), and whether it can
+/// import `module`. Each test decides whether a missing one skips or fails.
+pub fn venv_python(module: &str) -> (std::path::PathBuf, bool) {
+    let p = std::env::var_os("REAGENT_BENCH_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/python/venv/bin/python")
+        });
+    let ok = std::process::Command::new(&p)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    (p, ok)
+}
+
+/// The venv's Python when it imports `module`; `None` (with a message)
+/// when it does not, unless `REAGENT_REQUIRE_PYTHON=1` (CI): then the test
+/// fails, naming what scripts/test.sh installs.
+pub fn python_with(module: &str) -> Option<std::path::PathBuf> {
+    let (p, ok) = venv_python(module);
+    if ok {
+        return Some(p);
+    }
+    assert!(
+        std::env::var("REAGENT_REQUIRE_PYTHON").as_deref() != Ok("1"),
+        "REAGENT_REQUIRE_PYTHON=1 but {} cannot import {module} (scripts/test.sh installs it)",
+        p.display()
+    );
+    eprintln!(
+        "skipping: {} cannot import {module} (scripts/test.sh installs it)",
+        p.display()
+    );
+    None
+}
+
 pub fn sandbox() -> &'static Sandbox {
     static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
     SANDBOX.get_or_init(|| {

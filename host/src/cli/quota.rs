@@ -19,7 +19,7 @@ cpu_hours_per_day = 200   # rolling 24 hours (also: cpu_hours_per_week,
 ranker-ne = 2";
 
 pub fn show(ws: &Workspace, json: bool) -> anyhow::Result<ExitCode> {
-    let path = ws.dir.join(quota::FILE);
+    let path = ws.dir.join(crate::config::FILE);
     let q = quota::load(&ws.dir)?;
     let store = ws.open_store(Duration::from_secs(30))?;
     let standing = quota::standing(

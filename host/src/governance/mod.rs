@@ -392,6 +392,23 @@ pub fn decide(
     Ok(row)
 }
 
+/// A person's decision (`reagent approve`/`reject`, the dashboard): never
+/// recorded on top of a broken audit log, then [`settle`]d.
+pub fn decide_checked(
+    store: &Store,
+    d: Decision<'_>,
+    policy: &policy::Policy,
+) -> anyhow::Result<ApprovalRow> {
+    if let Err(b) = store.verify_chain()? {
+        anyhow::bail!(
+            "the audit log is broken at entry {}: {}; no decision was recorded (see `reagent audit verify`)",
+            b.seq,
+            b.problem
+        );
+    }
+    settle(store, d, policy)
+}
+
 /// Records a decision in one transaction (see [`settle_in`]). A decision
 /// refused because the request expired still records the expiry.
 pub fn settle(

@@ -246,6 +246,14 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// A page rendered off the runtime's thread, or the error page.
+async fn render(f: impl FnOnce() -> anyhow::Result<String> + Send + 'static) -> Response {
+    match blocking(f).await {
+        Ok(b) => html(b),
+        Err(r) => r,
+    }
+}
+
 fn html(body: String) -> Response {
     let mut r = Html(body).into_response();
     r.headers_mut().insert(
@@ -273,10 +281,7 @@ macro_rules! authed {
 async fn index(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let who = authed!(app, headers);
     let ws = app.ws.clone();
-    match blocking(move || pages::index(&ws, &who.name())).await {
-        Ok(b) => html(b),
-        Err(r) => r,
-    }
+    render(move || pages::index(&ws, &who.name())).await
 }
 
 #[derive(Deserialize)]
@@ -359,10 +364,7 @@ async fn approvals(
     let _who = authed!(app, headers);
     let ws = app.ws.clone();
     let csrf = app.csrf.clone();
-    match blocking(move || pages::approvals(&ws, &csrf, f.said.as_deref())).await {
-        Ok(b) => html(b),
-        Err(r) => r,
-    }
+    render(move || pages::approvals(&ws, &csrf, f.said.as_deref())).await
 }
 
 #[derive(Deserialize)]
@@ -458,19 +460,13 @@ async fn amend(
 async fn insights(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let _who = authed!(app, headers);
     let ws = app.ws.clone();
-    match blocking(move || pages::insights(&ws)).await {
-        Ok(b) => html(b),
-        Err(r) => r,
-    }
+    render(move || pages::insights(&ws)).await
 }
 
 async fn audit(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let _who = authed!(app, headers);
     let ws = app.ws.clone();
-    match blocking(move || pages::audit(&ws)).await {
-        Ok(b) => html(b),
-        Err(r) => r,
-    }
+    render(move || pages::audit(&ws)).await
 }
 
 async fn events(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
