@@ -118,7 +118,15 @@ fn average_running(spans: &[(String, u128, u128)], campaign: &str, from: u128, t
 
 /// The chain is intact; each campaign's ledger is exact; every job ran once.
 fn check_books(p: &Project, label: &str) {
-    let store = Store::open(&p.path(".reagent/reagent.redb")).unwrap();
+    // A job's supervisor may still be running its `reagent wake` briefly.
+    let start = std::time::Instant::now();
+    let store = loop {
+        match Store::open(&p.path(".reagent/reagent.redb")) {
+            Ok(s) => break s,
+            Err(e) if start.elapsed() > Duration::from_secs(30) => panic!("{label}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
     let events = store.events(0).unwrap();
     assert_eq!(
         store.verify_chain().unwrap(),
