@@ -512,6 +512,10 @@ fn a_budget_increase_is_asked_for_and_the_live_driver_confirms_once_approved() {
 fn changing_a_running_campaigns_strategies_or_budget_is_a_request() {
     let p = Project::new(small);
     assert!(p.reagent(&["plan", "toy.toml", "--yes"]).status.success());
+    // Paused until both requests are decided: approving the first one wakes
+    // the workspace, and a quick campaign could otherwise run to its end
+    // (closing the second request) before the second `approve`.
+    assert!(p.reagent(&["pause", "1"]).status.success());
     let toy = std::fs::read_to_string(p.path("toy.toml")).unwrap();
     std::fs::write(
         p.path("amended.toml"),
@@ -536,6 +540,7 @@ fn changing_a_running_campaigns_strategies_or_budget_is_a_request() {
         let o = p.reagent(&["approve", &r["id"].to_string()]);
         assert!(o.status.success(), "{}", text(&o));
     }
+    assert!(p.reagent(&["resume", "1"]).status.success());
     let o = p.reagent(&["run", "1"]);
     assert!(o.status.success(), "{}", text(&o));
     let s = p.json(&["status", "1", "--json"]);
